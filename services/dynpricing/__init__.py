@@ -1,0 +1,1 @@
+"""Real-time dynamic pricing over Apache Kafka."""

@@ -1,0 +1,1 @@
+"""Pure pricing core: numpy only, no I/O."""
