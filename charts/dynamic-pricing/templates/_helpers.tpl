@@ -1,0 +1,282 @@
+{{/*
+Chart name, truncated to 63 characters (the DNS label limit).
+*/}}
+{{- define "dynpricing.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name, truncated to 63 characters. A release name that
+already contains the chart name is used as it is.
+*/}}
+{{- define "dynpricing.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one component's objects: "<fullname>-<component>", fullname shortened
+so that the whole stays within 63 characters.
+*/}}
+{{- define "dynpricing.componentName" -}}
+{{- $full := include "dynpricing.fullname" .root }}
+{{- printf "%s-%s" ($full | trunc (int (sub 62 (len .component)))) .component | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dynpricing.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: name and instance only (plus component where given), so they
+never change on upgrade.
+*/}}
+{{- define "dynpricing.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dynpricing.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "dynpricing.componentSelectorLabels" -}}
+{{ include "dynpricing.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Standard labels for every object.
+*/}}
+{{- define "dynpricing.labels" -}}
+helm.sh/chart: {{ include "dynpricing.chart" . }}
+{{ include "dynpricing.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: dynamic-pricing
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "dynpricing.componentLabels" -}}
+{{ include "dynpricing.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "dynpricing.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "dynpricing.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image reference of a component: repository, then "@digest" when a digest is
+set, otherwise ":tag" (the chart's appVersion when the tag is empty).
+*/}}
+{{- define "dynpricing.image" -}}
+{{- $img := .image }}
+{{- $registry := .root.Values.global.imageRegistry | default "" }}
+{{- $repo := $img.repository }}
+{{- if $registry }}{{ $repo = printf "%s/%s" $registry $repo }}{{ end }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $repo $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .root.Chart.AppVersion $img.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Strimzi Kafka cluster.
+*/}}
+{{- define "dynpricing.kafkaClusterName" -}}
+{{- default (include "dynpricing.componentName" (dict "root" . "component" "kafka")) .Values.kafka.strimzi.clusterName }}
+{{- end }}
+
+{{/*
+Name of the KafkaUser (and of the Secret Strimzi creates for it).
+*/}}
+{{- define "dynpricing.kafkaUserName" -}}
+{{- default (include "dynpricing.componentName" (dict "root" . "component" "app")) .Values.kafka.strimzi.user.name }}
+{{- end }}
+
+{{/*
+The Strimzi client listener follows the authentication: plain (9092) without
+authentication, TLS client certificates on 9093, SCRAM-SHA-512 over TLS on 9094.
+*/}}
+{{- define "dynpricing.strimziListener" -}}
+{{- $auth := .Values.kafka.strimzi.user.enabled | ternary .Values.kafka.strimzi.user.authentication "none" }}
+{{- if eq $auth "tls" }}
+{{- dict "name" "tls" "port" 9093 "tls" true "auth" "tls" "protocol" "SSL" | toJson }}
+{{- else if eq $auth "scram-sha-512" }}
+{{- dict "name" "scram" "port" 9094 "tls" true "auth" "scram-sha-512" "protocol" "SASL_SSL" | toJson }}
+{{- else }}
+{{- dict "name" "plain" "port" 9092 "tls" false "auth" "none" "protocol" "PLAINTEXT" | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+Kafka bootstrap address the services use.
+*/}}
+{{- define "dynpricing.bootstrapServers" -}}
+{{- if .Values.kafka.strimzi.enabled }}
+{{- $l := include "dynpricing.strimziListener" . | fromJson }}
+{{- printf "%s-kafka-bootstrap.%s.svc:%d" (include "dynpricing.kafkaClusterName" .) .Release.Namespace (int $l.port) }}
+{{- else }}
+{{- required "kafka.external.bootstrapServers is required when kafka.strimzi.enabled is false" .Values.kafka.external.bootstrapServers }}
+{{- end }}
+{{- end }}
+
+{{- define "dynpricing.securityProtocol" -}}
+{{- if .Values.kafka.strimzi.enabled }}
+{{- (include "dynpricing.strimziListener" . | fromJson).protocol }}
+{{- else }}
+{{- .Values.kafka.external.securityProtocol }}
+{{- end }}
+{{- end }}
+
+{{/*
+Directory the Kafka TLS files are mounted at.
+*/}}
+{{- define "dynpricing.kafkaTlsDir" -}}/etc/dynpricing/kafka{{- end }}
+
+{{/*
+Kafka and topic settings shared by all services, as "KEY: value" pairs for the
+ConfigMap (non-secret values only). Argument: dict root, prefix.
+*/}}
+{{- define "dynpricing.commonConfig" -}}
+{{- $root := .root }}
+{{- $p := .prefix }}
+{{- $v := $root.Values }}
+{{ $p }}KAFKA__BOOTSTRAP_SERVERS: {{ include "dynpricing.bootstrapServers" $root | quote }}
+{{ $p }}KAFKA__SECURITY_PROTOCOL: {{ include "dynpricing.securityProtocol" $root | quote }}
+{{- $tlsDir := include "dynpricing.kafkaTlsDir" $root }}
+{{- if $v.kafka.strimzi.enabled }}
+{{- $l := include "dynpricing.strimziListener" $root | fromJson }}
+{{- if $l.tls }}
+{{ $p }}KAFKA__SSL_CA_LOCATION: {{ printf "%s/ca/ca.crt" $tlsDir | quote }}
+{{- end }}
+{{- if eq $l.auth "scram-sha-512" }}
+{{ $p }}KAFKA__SASL_MECHANISM: "SCRAM-SHA-512"
+{{ $p }}KAFKA__SASL_USERNAME: {{ include "dynpricing.kafkaUserName" $root | quote }}
+{{- else if eq $l.auth "tls" }}
+{{ $p }}KAFKA__SSL_CERTIFICATE_LOCATION: {{ printf "%s/user/user.crt" $tlsDir | quote }}
+{{ $p }}KAFKA__SSL_KEY_LOCATION: {{ printf "%s/user/user.key" $tlsDir | quote }}
+{{- end }}
+{{- else }}
+{{- with $v.kafka.external }}
+{{- if .tls.caSecret }}
+{{ $p }}KAFKA__SSL_CA_LOCATION: {{ printf "%s/ca/%s" $tlsDir .tls.caKey | quote }}
+{{- end }}
+{{- if .tls.clientSecret }}
+{{ $p }}KAFKA__SSL_CERTIFICATE_LOCATION: {{ printf "%s/user/%s" $tlsDir .tls.certificateKey | quote }}
+{{ $p }}KAFKA__SSL_KEY_LOCATION: {{ printf "%s/user/%s" $tlsDir .tls.keyKey | quote }}
+{{- end }}
+{{- if .sasl.mechanism }}
+{{ $p }}KAFKA__SASL_MECHANISM: {{ .sasl.mechanism | quote }}
+{{ $p }}KAFKA__SASL_USERNAME: {{ .sasl.username | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{ $p }}TOPICS__DEMAND: {{ $v.topics.demand.name | quote }}
+{{ $p }}TOPICS__DECISIONS: {{ $v.topics.decisions.name | quote }}
+{{ $p }}TOPICS__OUTCOMES: {{ $v.topics.outcomes.name | quote }}
+{{ $p }}TOPICS__DEAD_LETTERS: {{ $v.topics.deadLetters.name | quote }}
+{{ $p }}HTTP_PORT: {{ $v.httpPort | quote }}
+{{ $p }}LOG_LEVEL: {{ $v.logging.level | quote }}
+{{ $p }}LOG_FORMAT: {{ $v.logging.format | quote }}
+{{- end }}
+
+{{/*
+Secret environment of a service: the SASL password from the KafkaUser's Secret
+or from an existing Secret. Argument: dict root, prefix.
+*/}}
+{{- define "dynpricing.secretEnv" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- if and $v.kafka.strimzi.enabled $v.kafka.strimzi.user.enabled (eq $v.kafka.strimzi.user.authentication "scram-sha-512") }}
+- name: {{ .prefix }}KAFKA__SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "dynpricing.kafkaUserName" $root }}
+      key: password
+{{- else if and (not $v.kafka.strimzi.enabled) $v.kafka.external.sasl.mechanism }}
+- name: {{ .prefix }}KAFKA__SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "kafka.external.sasl.existingSecret is required with a SASL mechanism" $v.kafka.external.sasl.existingSecret }}
+      key: {{ $v.kafka.external.sasl.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+Volumes holding the Kafka TLS files (CA and client certificate), if any.
+*/}}
+{{- define "dynpricing.kafkaTlsVolumes" -}}
+{{- $v := .Values }}
+{{- if $v.kafka.strimzi.enabled }}
+{{- $l := include "dynpricing.strimziListener" . | fromJson }}
+{{- if $l.tls }}
+- name: kafka-ca
+  secret:
+    secretName: {{ include "dynpricing.kafkaClusterName" . }}-cluster-ca-cert
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- if eq $l.auth "tls" }}
+- name: kafka-user
+  secret:
+    secretName: {{ include "dynpricing.kafkaUserName" . }}
+    items:
+      - key: user.crt
+        path: user.crt
+      - key: user.key
+        path: user.key
+{{- end }}
+{{- else }}
+{{- with $v.kafka.external.tls }}
+{{- if .caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .caSecret }}
+{{- end }}
+{{- if .clientSecret }}
+- name: kafka-user
+  secret:
+    secretName: {{ .clientSecret }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "dynpricing.kafkaTlsMounts" -}}
+{{- $v := .Values }}
+{{- $dir := include "dynpricing.kafkaTlsDir" . }}
+{{- $ca := false }}
+{{- $user := false }}
+{{- if $v.kafka.strimzi.enabled }}
+{{- $l := include "dynpricing.strimziListener" . | fromJson }}
+{{- $ca = $l.tls }}
+{{- $user = eq $l.auth "tls" }}
+{{- else }}
+{{- $ca = not (empty $v.kafka.external.tls.caSecret) }}
+{{- $user = not (empty $v.kafka.external.tls.clientSecret) }}
+{{- end }}
+{{- if $ca }}
+- name: kafka-ca
+  mountPath: {{ $dir }}/ca
+  readOnly: true
+{{- end }}
+{{- if $user }}
+- name: kafka-user
+  mountPath: {{ $dir }}/user
+  readOnly: true
+{{- end }}
+{{- end }}

@@ -1,0 +1,301 @@
+"""A real single-node Apache Kafka broker (KRaft) on 127.0.0.1, without Docker.
+
+The broker's official jars come from Maven Central through `tools/kafka/pom.xml`
+(a pinned ``maven-dependency-plugin`` copies ``kafka_2.13`` and its runtime
+dependencies into a git-ignored cache, once). This module formats KRaft storage,
+starts one combined broker+controller process, waits until the admin client sees
+it, and stops it with SIGTERM and then SIGKILL after a bound.
+
+The process runs in its own session and its pid is kept in the data directory,
+so ``dynpricing kafka up`` can return while the broker keeps running and a later
+``dynpricing kafka down`` stops it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KAFKA_VERSION = "4.4.0"
+DEFAULT_PORT = 9092
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+POLL_INTERVAL_S = 0.25
+LOG_TAIL_LINES = 40
+DEFAULT_HEAP = "-Xms256m -Xmx768m"
+PID_FILE = "broker.pid"
+LOG_FILE = "broker.log"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, started or stopped."""
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (editable install) or the working directory."""
+    here = Path(__file__).resolve().parents[2]
+    if (here / "tools" / "kafka" / "pom.xml").is_file():
+        return here
+    return Path.cwd()
+
+
+@dataclass(frozen=True)
+class BrokerLayout:
+    """Where the jars, the data and the logs of one local broker live."""
+
+    port: int = DEFAULT_PORT
+    root: Path = field(default_factory=repo_root)
+    data_dir: Path | None = None
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.root / ".cache" / f"kafka-{KAFKA_VERSION}" / "libs"
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir or self.root / ".run" / f"kafka-{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data / PID_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.data / LOG_FILE
+
+
+def fetch_jars(layout: BrokerLayout) -> Path:
+    """Download the pinned broker jars once; later calls find them in the cache."""
+    marker = layout.libs_dir / f"kafka_2.13-{KAFKA_VERSION}.jar"
+    if marker.is_file():
+        return layout.libs_dir
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven ('mvn') is needed once to fetch the Kafka jars; install it")
+    pom = layout.root / "tools" / "kafka" / "pom.xml"
+    cmd = [mvn, "-q", "-B", "-f", str(pom), "package", f"-Dlibs.dir={layout.libs_dir}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not marker.is_file():
+        raise BrokerError(f"fetching Kafka {KAFKA_VERSION} failed:\n{result.stdout}{result.stderr}")
+    return layout.libs_dir
+
+
+def server_properties(layout: BrokerLayout) -> str:
+    """Single-node settings: every internal topic with replication factor 1."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{HOST}:{layout.controller_port}",
+        "listeners": f"PLAINTEXT://{HOST}:{layout.port},CONTROLLER://{HOST}:{layout.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{layout.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(layout.data / "logs"),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.flush.interval.ms": "1000",
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+LOG4J2_PROPERTIES = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("Java 17+ ('java') is needed to run the local Kafka broker")
+    return java
+
+
+def _java_cmd(layout: BrokerLayout, main_class: str, *args: str) -> list[str]:
+    heap = os.environ.get("KAFKA_HEAP_OPTS", DEFAULT_HEAP).split()
+    return [
+        _java(),
+        *heap,
+        f"-Dlog4j2.configurationFile={layout.data / 'log4j2.properties'}",
+        "-cp",
+        f"{layout.libs_dir}/*",
+        main_class,
+        *args,
+    ]
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def prepare(layout: BrokerLayout, *, fresh: bool) -> None:
+    """Write the config and format KRaft storage (wiping old data when ``fresh``)."""
+    if fresh and layout.data.exists():
+        shutil.rmtree(layout.data)
+    layout.data.mkdir(parents=True, exist_ok=True)
+    config = layout.data / "server.properties"
+    config.write_text(server_properties(layout))
+    (layout.data / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+    if (layout.data / "logs" / "meta.properties").is_file():
+        return
+    cmd = _java_cmd(
+        layout, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)
+    )
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+
+
+def log_tail(layout: BrokerLayout, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of the broker's log, for error messages."""
+    if not layout.log_file.is_file():
+        return "(no broker log)"
+    return "\n".join(layout.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def read_pid(layout: BrokerLayout) -> int | None:
+    """The pid of a live broker started on this layout, if any."""
+    try:
+        pid = int(layout.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _is_ready(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - keeps `kafka down` light
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    try:
+        metadata = admin.list_topics(timeout=2)
+    except Exception:
+        return False
+    return len(metadata.brokers) > 0
+
+
+def _wait_ready(layout: BrokerLayout, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BrokerError(f"Kafka broker exited with {proc.returncode}:\n{log_tail(layout)}")
+        if _is_ready(layout.bootstrap):
+            return
+        time.sleep(POLL_INTERVAL_S)
+    stop(layout, proc)
+    raise BrokerError(f"Kafka broker not ready after {READY_TIMEOUT_S:.0f}s:\n{log_tail(layout)}")
+
+
+def start(layout: BrokerLayout, *, fresh: bool = True) -> subprocess.Popen[bytes]:
+    """Start the broker (fetching jars first if needed); return its process once it is ready.
+
+    Keep the returned handle and pass it to :func:`stop` when this process owns the
+    broker; ``dynpricing kafka up`` lets it go and ``down`` finds it by its pid file.
+    """
+    if read_pid(layout) is not None:
+        raise BrokerError(f"a broker is already running for {layout.data} (pid file {PID_FILE})")
+    fetch_jars(layout)
+    prepare(layout, fresh=fresh)
+    config = str(layout.data / "server.properties")
+    with layout.log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            _java_cmd(layout, "kafka.Kafka", config),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    layout.pid_file.write_text(str(proc.pid))
+    _wait_ready(layout, proc)
+    return proc
+
+
+def _wait_gone(pid: int, timeout_s: float, reap: Callable[[], None]) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reap()
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(POLL_INTERVAL_S)
+    return False
+
+
+def _reaper(pid: int, proc: subprocess.Popen[bytes] | None) -> Callable[[], None]:
+    def reap() -> None:
+        if proc is not None:
+            proc.poll()
+            return
+        # ChildProcessError: not our child, the broker was started by another process
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+    return reap
+
+
+def stop(
+    layout: BrokerLayout,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout_s: float = STOP_TIMEOUT_S,
+) -> bool:
+    """SIGTERM the broker, SIGKILL it after ``timeout_s``; True if one was running."""
+    pid = read_pid(layout)
+    if pid is None:
+        layout.pid_file.unlink(missing_ok=True)
+        return False
+    reap = _reaper(pid, proc if proc is not None and proc.pid == pid else None)
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, timeout_s, reap):
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, timeout_s, reap)
+    layout.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def status(layout: BrokerLayout) -> str:
+    """One line saying whether a broker runs on this layout and whether it answers."""
+    pid = read_pid(layout)
+    if pid is None:
+        return f"no local broker running (data dir {layout.data})"
+    state = "ready" if _is_ready(layout.bootstrap) else "not answering"
+    return f"broker pid {pid} on {layout.bootstrap}: {state}"

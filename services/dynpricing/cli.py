@@ -1,0 +1,77 @@
+"""The ``dynpricing`` command: one entry point, one subcommand per job.
+
+Each subcommand imports its module lazily, so ``dynpricing kafka down`` does not
+load numpy and a broken optional dependency only affects its own subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dynpricing import broker
+
+# subcommand -> module whose ``main(argv) -> int`` runs it
+DELEGATED = {
+    "engine": "dynpricing.engine.app",
+    "producer": "dynpricing.producer.app",
+    "simulator": "dynpricing.simulator.app",
+    "experiment": "dynpricing.experiment.cli",
+    "bench": "dynpricing.bench.cli",
+    "topics": "dynpricing.topics",
+    "run": "dynpricing.runner",
+}
+
+
+def _kafka(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dynpricing kafka", description="Run a local single-node Kafka broker (KRaft)."
+    )
+    parser.add_argument("action", choices=["up", "down", "status", "fetch"])
+    parser.add_argument("--port", type=int, default=broker.DEFAULT_PORT)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="restart on the existing data directory instead of starting from scratch",
+    )
+    args = parser.parse_args(argv)
+    layout = broker.BrokerLayout(port=args.port, data_dir=args.data_dir)
+    try:
+        if args.action == "fetch":
+            print(f"Kafka {broker.KAFKA_VERSION} jars in {broker.fetch_jars(layout)}")
+        elif args.action == "up":
+            proc = broker.start(layout, fresh=not args.keep_data)
+            print(f"Kafka {broker.KAFKA_VERSION} ready on {layout.bootstrap} (pid {proc.pid})")
+            proc.returncode = 0  # detached on purpose: `dynpricing kafka down` stops it
+        elif args.action == "down":
+            stopped = broker.stop(layout)
+            print("Kafka broker stopped" if stopped else "no local Kafka broker was running")
+        else:
+            print(broker.status(layout))
+    except broker.BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``dynpricing <subcommand> ...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands = ["kafka", *DELEGATED]
+    if not args or args[0] in {"-h", "--help"} or args[0] not in commands:
+        print("usage: dynpricing {" + ",".join(commands) + "} ...", file=sys.stderr)
+        return 0 if args and args[0] in {"-h", "--help"} else 2
+    command, rest = args[0], args[1:]
+    if command == "kafka":
+        return _kafka(rest)
+    module = importlib.import_module(DELEGATED[command])
+    result: int = module.main(rest)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Session-wide fixtures: a real Kafka broker, unique topics and consumer groups.
+
+The broker is the project's own local KRaft broker (``dynpricing.broker``) on a
+free port in a temporary directory, unless ``KAFKA_BOOTSTRAP_SERVERS`` names one.
+Locally, a broker that cannot start skips the Kafka tests with the reason; with
+``CI=true`` it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_support import create_topics, free_port, in_ci, unique
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real broker for the whole test session."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    from dynpricing import broker  # noqa: PLC0415 - unit-only runs need no broker module
+
+    layout = broker.BrokerLayout(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"))
+    try:
+        proc = broker.start(layout)
+    except broker.BrokerError as exc:
+        if in_ci():
+            pytest.fail(f"local Kafka broker could not start under CI: {exc}")
+        pytest.skip(f"no Kafka broker: {exc} (set KAFKA_BOOTSTRAP_SERVERS or install Java+Maven)")
+    try:
+        yield layout.bootstrap
+    finally:
+        broker.stop(layout, proc)
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str) -> Callable[..., str]:
+    """Create a uniquely named topic: ``topic_factory("demand", partitions=3)``."""
+
+    def make(prefix: str = "test", partitions: int = 1) -> str:
+        name = unique(prefix)
+        create_topics(kafka_bootstrap, [name], partitions)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def group_id() -> str:
+    """A consumer group no other test uses."""
+    return unique("group")
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]

@@ -1,0 +1,60 @@
+"""The foundation: a real broker answers produce and consume through confluent-kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, Message, Producer
+
+from dynpricing import broker
+from tests.kafka_support import consume_messages, create_topics, free_port, in_ci
+
+pytestmark = pytest.mark.kafka
+
+
+def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    errors: list[KafkaError] = []
+
+    def report(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, on_delivery=report)
+    assert producer.flush(30) == 0
+    assert errors == []
+
+
+def test_messages_round_trip_through_the_broker_in_order_with_keys(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory("roundtrip")
+    sent = [(f"k{i % 3}".encode(), f'{{"n": {i}}}'.encode()) for i in range(50)]
+    _produce(kafka_bootstrap, topic, sent)
+    got = consume_messages(kafka_bootstrap, topic, len(sent))
+    assert [(m.key(), m.value()) for m in got] == sent
+    assert [m.offset() for m in got] == list(range(len(sent)))
+
+
+def test_broker_restarted_on_its_data_directory_keeps_the_messages(tmp_path: Path) -> None:
+    layout = broker.BrokerLayout(port=free_port(), data_dir=tmp_path / "kafka")
+    try:
+        proc = broker.start(layout)
+    except broker.BrokerError as exc:
+        if in_ci():
+            raise
+        pytest.skip(f"no local broker here: {exc}")
+    try:
+        create_topics(layout.bootstrap, ["durable"])
+        _produce(layout.bootstrap, "durable", [(b"a", b"before-restart")])
+        assert broker.stop(layout, proc)
+        assert broker.read_pid(layout) is None
+        proc = broker.start(layout, fresh=False)
+        got = consume_messages(layout.bootstrap, "durable", 1)
+        assert got[0].value() == b"before-restart"
+    finally:
+        broker.stop(layout, proc)
+    assert broker.read_pid(layout) is None

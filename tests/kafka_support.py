@@ -1,0 +1,119 @@
+"""Test support for a real Kafka broker: readiness, unique names, polling with deadlines."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from confluent_kafka import Consumer, Message
+from confluent_kafka.admin import AdminClient, NewTopic
+
+T = TypeVar("T")
+DEFAULT_DEADLINE_S = 30.0
+POLL_STEP_S = 0.2
+
+
+def in_ci() -> bool:
+    """CI=true turns every 'cannot run here' into a failure instead of a skip."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (and its neighbour, for the controller)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports found")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(
+    probe: Callable[[], T | None],
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    what: str = "condition",
+) -> T:
+    """Call ``probe`` until it returns something other than None, or fail at the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        time.sleep(POLL_STEP_S)
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def consume_messages(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    group: str | None = None,
+) -> list[Message]:
+    """Read ``count`` messages from the start of ``topic`` with a fresh group, or fail."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or unique("test-group"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[Message] = []
+    end = time.monotonic() + deadline_s
+    try:
+        while len(got) < count and time.monotonic() < end:
+            for msg in consumer.consume(num_messages=count - len(got), timeout=0.5):
+                assert msg.error() is None, msg.error()
+                got.append(msg)
+    finally:
+        consumer.close()
+    if len(got) < count:
+        raise AssertionError(f"read {len(got)} of {count} messages from {topic} in {deadline_s}s")
+    return got
+
+
+def drain(bootstrap: str, topic: str, *, idle_s: float = 2.0) -> Iterator[Message]:
+    """Every message currently in ``topic``: stops after ``idle_s`` without new ones."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("drain"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            for msg in consumer.consume(num_messages=1000, timeout=0.2):
+                assert msg.error() is None, msg.error()
+                last = time.monotonic()
+                yield msg
+    finally:
+        consumer.close()

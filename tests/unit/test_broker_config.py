@@ -1,0 +1,43 @@
+"""The local broker's configuration is a single-node one that tests can rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dynpricing import broker
+
+
+def _props(layout: broker.BrokerLayout) -> dict[str, str]:
+    lines = broker.server_properties(layout).splitlines()
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_every_internal_topic_is_single_replica_and_rebalances_start_at_once(
+    tmp_path: Path,
+) -> None:
+    props = _props(broker.BrokerLayout(port=19092, data_dir=tmp_path))
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.replication.factor",
+    ):
+        assert props[key] == "1", key
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_broker_listens_on_loopback_at_the_configured_port_with_controller_next_to_it(
+    tmp_path: Path,
+) -> None:
+    props = _props(broker.BrokerLayout(port=19092, data_dir=tmp_path))
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["process.roles"] == "broker,controller"
+    assert props["log.dirs"] == str(tmp_path / "logs")
+
+
+def test_stop_without_a_running_broker_reports_nothing_was_running(tmp_path: Path) -> None:
+    layout = broker.BrokerLayout(port=19092, data_dir=tmp_path)
+    (tmp_path / broker.PID_FILE).write_text("999999999")
+    assert broker.stop(layout) is False
+    assert not (tmp_path / broker.PID_FILE).exists()
