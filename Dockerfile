@@ -1,0 +1,69 @@
+# syntax=docker/dockerfile:1.7
+# Images of the dynamic pricing services, one build target each:
+#   docker build --target engine    -t dynpricing-engine .
+#   docker build --target producer  -t dynpricing-producer .
+#   docker build --target simulator -t dynpricing-simulator .
+# Dependencies are installed with the exact versions of constraints.txt (all of
+# them ship wheels, so no stage needs a compiler).
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# --- build: the project and its pinned dependencies in a virtualenv ---------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY constraints.txt ./
+COPY pyproject.toml README.md ./
+COPY services ./services
+# --only-binary: a dependency without a wheel fails the build instead of
+# pulling in a compiler.
+RUN pip install --no-cache-dir --only-binary=:all: --constraint constraints.txt . \
+    && python -m compileall -q /opt/venv
+
+# --- runtime: slim base, the virtualenv, an unprivileged user ---------------
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="dynpricing" \
+      org.opencontainers.image.description="Real-time dynamic pricing over Apache Kafka" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --system --gid 10001 dynpricing \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /var/lib/dynpricing --shell /usr/sbin/nologin dynpricing \
+    && mkdir -p /var/lib/dynpricing \
+    && chown 10001:10001 /var/lib/dynpricing
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /var/lib/dynpricing
+USER 10001:10001
+ENTRYPOINT ["dynpricing"]
+
+# --- engine: decides prices, keeps its learning state in /var/lib/dynpricing
+FROM runtime AS engine
+ENV DYNPRICING_ENGINE_HTTP_PORT=8000 \
+    DYNPRICING_ENGINE_STATE_PATH=/var/lib/dynpricing/bandit_stats.json
+EXPOSE 8000
+VOLUME ["/var/lib/dynpricing"]
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['DYNPRICING_ENGINE_HTTP_PORT'] + '/healthz', timeout=3)"]
+CMD ["engine"]
+
+# --- producer: publishes synthetic demand events ----------------------------
+FROM runtime AS producer
+ENV DYNPRICING_PRODUCER_HTTP_PORT=8001
+EXPOSE 8001
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['DYNPRICING_PRODUCER_HTTP_PORT'] + '/healthz', timeout=3)"]
+CMD ["producer"]
+
+# --- simulator: answers decisions with outcomes from a market model ---------
+FROM runtime AS simulator
+ENV DYNPRICING_SIMULATOR_HTTP_PORT=8002
+EXPOSE 8002
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['DYNPRICING_SIMULATOR_HTTP_PORT'] + '/healthz', timeout=3)"]
+CMD ["simulator"]
