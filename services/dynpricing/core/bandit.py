@@ -1,0 +1,346 @@
+"""The contextual pricing bandit the engine drives: decide, learn, snapshot.
+
+State lives in contiguous ``(n_contexts, n_arms)`` numpy tables that grow by
+doubling, and a dict maps a context to its row, so a batch of decisions or
+outcomes is a handful of vectorised operations whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dynpricing.core import snapshot
+from dynpricing.core.contexts import DEMAND_LEVELS
+from dynpricing.core.errors import PricingError, SnapshotError, UnknownContextError
+from dynpricing.core.forgetting import decay_factor, decay_toward_prior
+from dynpricing.core.grid import arm_index, validate_grid
+from dynpricing.core.policies import (
+    DEFAULT_POLICY,
+    OBJECTIVE_REVENUE,
+    check_policy,
+    policy_name,
+    thompson_arms,
+)
+from dynpricing.core.posterior import posterior_mean
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+INITIAL_CAPACITY = 16  # context rows allocated up front; doubles when full
+PROPENSITY_DRAWS = 64  # fresh posterior draws per stale context to estimate propensities
+
+__all__ = ["DEFAULT_POLICY", "ArmStats", "Bandit", "BanditConfig", "DecisionBatch"]
+
+
+@dataclass(frozen=True)
+class BanditConfig:
+    """What the bandit learns over and how it decides; see ``docs/pricing.md``."""
+
+    prices: tuple[float, ...] = (1.0, 1.2, 1.5, 2.0)
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+    objective: str = OBJECTIVE_REVENUE
+    policy: str = DEFAULT_POLICY
+    half_life: float | None = None  # forgetting half-life in clock units; None = never forget
+    locations: tuple[str, ...] = ()  # empty: contexts appear when first seen
+    propensity_draws: int = PROPENSITY_DRAWS
+
+    def __post_init__(self) -> None:
+        validate_grid(self.prices)
+        check_policy(self.policy, self.objective)
+        if not (self.prior_alpha > 0 and self.prior_beta > 0):
+            raise PricingError(
+                f"prior must be positive, got alpha={self.prior_alpha}, beta={self.prior_beta}"
+            )
+        if self.half_life is not None and not self.half_life > 0:
+            raise PricingError(f"half_life must be > 0 or None, got {self.half_life}")
+        if self.propensity_draws < 1:
+            raise PricingError(f"propensity_draws must be >= 1, got {self.propensity_draws}")
+        if len(set(self.locations)) != len(self.locations):
+            raise PricingError(f"locations must be distinct, got {list(self.locations)}")
+
+
+@dataclass(frozen=True)
+class DecisionBatch:
+    """Chosen arm per event and the probability the policy had of choosing it (> 0)."""
+
+    arms: IntArray
+    propensities: FloatArray
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """Copies of the learning tables, shaped ``(n_contexts, n_arms)``."""
+
+    alpha: FloatArray
+    beta: FloatArray
+    successes: IntArray
+    failures: IntArray
+    pulls: IntArray
+    posterior_mean: FloatArray
+
+
+class Bandit:
+    """Contextual Beta-Bernoulli Thompson sampling over a price grid."""
+
+    def __init__(self, config: BanditConfig) -> None:
+        self.config = config
+        self.prices: FloatArray = validate_grid(config.prices)
+        self.policy_name: str = policy_name(config.policy, config.objective)
+        self.total_outcomes: int = 0
+        self._keys: list[tuple[str, str]] = []
+        self._index: dict[tuple[str, str], int] = {}
+        self._allocate(INITIAL_CAPACITY)
+        for location in config.locations:
+            for level in DEMAND_LEVELS:
+                self._add_context(location, level)
+
+    # -- storage -------------------------------------------------------------
+
+    def _allocate(self, capacity: int) -> None:
+        n_arms = self.prices.size
+        self._alpha = np.full((capacity, n_arms), self.config.prior_alpha)
+        self._beta = np.full((capacity, n_arms), self.config.prior_beta)
+        self._successes = np.zeros((capacity, n_arms), dtype=np.int64)
+        self._failures = np.zeros((capacity, n_arms), dtype=np.int64)
+        self._pulls = np.zeros((capacity, n_arms), dtype=np.int64)
+        self._clock = np.zeros(capacity)
+        self._version = np.zeros(capacity, dtype=np.int64)
+        self._draw_counts = np.zeros((capacity, n_arms), dtype=np.int64)
+        self._draw_version = np.full(capacity, -1, dtype=np.int64)
+
+    def _grow(self) -> None:
+        """Double the capacity, keeping the rows in use."""
+        used = len(self._keys)
+        old = {name: getattr(self, name)[:used] for name in _TABLES}
+        self._allocate(max(INITIAL_CAPACITY, 2 * len(self._alpha)))
+        for name, values in old.items():
+            getattr(self, name)[:used] = values
+
+    def _add_context(self, location: str, level: str) -> int:
+        if len(self._keys) == len(self._alpha):
+            self._grow()
+        index = len(self._keys)
+        self._keys.append((location, level))
+        self._index[(location, level)] = index
+        return index
+
+    # -- contexts and arms ---------------------------------------------------
+
+    def context_index(self, location: str, demand_level: str) -> int:
+        """Row of a context; a new one is added unless contexts are fixed."""
+        index = self._index.get((location, demand_level))
+        if index is not None:
+            return index
+        if demand_level not in DEMAND_LEVELS:
+            raise UnknownContextError(
+                f"demand level {demand_level!r} is not one of {list(DEMAND_LEVELS)}"
+            )
+        if self.config.locations:
+            raise UnknownContextError(
+                f"location {location!r} is not configured; "
+                f"configured locations are {list(self.config.locations)}"
+            )
+        return self._add_context(location, demand_level)
+
+    def contexts(self) -> list[tuple[str, str]]:
+        """Context row -> (location, demand_level)."""
+        return list(self._keys)
+
+    def arm_index(self, price: float) -> int:
+        """Arm of a price multiplier; :class:`PriceNotOnGridError` when off the grid."""
+        return arm_index(self.prices, price)
+
+    def _check_rows(self, contexts: Any) -> IntArray:
+        rows = np.asarray(contexts, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self._keys)):
+            raise UnknownContextError(
+                f"context rows must be in [0, {len(self._keys)}), got {rows.min()}..{rows.max()}"
+            )
+        return rows
+
+    # -- forgetting ----------------------------------------------------------
+
+    def _advance_clock(self, rows: IntArray, now: float) -> None:
+        """Decay the given contexts' evidence to time ``now`` (no-op without forgetting)."""
+        half_life = self.config.half_life
+        if half_life is None or rows.size == 0:
+            return
+        unique = np.unique(rows)
+        elapsed = now - self._clock[unique]
+        moved = unique[elapsed > 0]
+        if moved.size == 0:
+            return
+        factor = decay_factor(now - self._clock[moved], half_life)
+        self._alpha[moved] = decay_toward_prior(self._alpha[moved], self.config.prior_alpha, factor)
+        self._beta[moved] = decay_toward_prior(self._beta[moved], self.config.prior_beta, factor)
+        self._clock[moved] = now
+        self._version[moved] += 1
+
+    # -- deciding ------------------------------------------------------------
+
+    def _arms_for(self, rows: IntArray, rng: np.random.Generator) -> IntArray:
+        cfg = self.config
+        return thompson_arms(
+            self._alpha[rows],
+            self._beta[rows],
+            self.prices,
+            policy=cfg.policy,
+            objective=cfg.objective,
+            rng=rng,
+        )
+
+    def decide(self, contexts: Any, rng: np.random.Generator, now: float) -> DecisionBatch:
+        """One Thompson decision per event row, with the chosen arm's propensity.
+
+        Decisions are drawn first, so the arms depend only on the posterior and
+        the generator state; the propensity estimate then uses extra draws.
+        """
+        rows = self._check_rows(contexts)
+        self._advance_clock(rows, now)
+        arms = self._arms_for(rows, rng)
+        self._refresh_draw_counts(np.unique(rows), rng)
+        np.add.at(self._draw_counts, (rows, arms), 1)
+        counts = self._draw_counts[rows]
+        propensities = counts[np.arange(rows.size), arms] / counts.sum(axis=1)
+        return DecisionBatch(arms=arms, propensities=propensities.astype(np.float64))
+
+    def _refresh_draw_counts(self, unique_rows: IntArray, rng: np.random.Generator) -> None:
+        """Re-estimate choice frequencies for contexts whose posterior changed.
+
+        Counts are cached per context until its posterior moves (version bump);
+        meanwhile the real decisions, which are draws from the same posterior,
+        keep adding to them. So the cost is bounded per posterior change, not
+        per decision, and a chosen arm always has a count of at least one.
+        """
+        stale = unique_rows[self._draw_version[unique_rows] != self._version[unique_rows]]
+        if stale.size == 0:
+            return
+        draws = self.config.propensity_draws
+        repeated = np.repeat(stale, draws)
+        arms = self._arms_for(repeated, rng)
+        n_arms = self.prices.size
+        slot = np.repeat(np.arange(stale.size), draws) * n_arms + arms
+        counts = np.bincount(slot, minlength=stale.size * n_arms).reshape(stale.size, n_arms)
+        self._draw_counts[stale] = counts
+        self._draw_version[stale] = self._version[stale]
+
+    def propensities(self, context: int, rng: np.random.Generator, now: float) -> FloatArray:
+        """Estimated probability of each arm for this context now; sums to 1."""
+        rows = self._check_rows([context])
+        self._advance_clock(rows, now)
+        self._refresh_draw_counts(rows, rng)
+        counts = self._draw_counts[rows[0]]
+        probabilities: FloatArray = counts / counts.sum()
+        return probabilities
+
+    # -- learning ------------------------------------------------------------
+
+    def update(self, contexts: Any, arms: Any, accepted: Any, now: float) -> None:
+        """Apply outcomes; repeated (context, arm) pairs in one call all count.
+
+        Without forgetting this only adds whole numbers, so replaying the same
+        outcomes in any grouping gives a bit-identical posterior.
+        """
+        rows = self._check_rows(contexts)
+        arm_rows = np.asarray(arms, dtype=np.int64).reshape(-1)
+        won = np.asarray(accepted, dtype=bool).reshape(-1)
+        if not rows.size == arm_rows.size == won.size:
+            raise PricingError(
+                f"update needs equal lengths, got {rows.size} contexts, "
+                f"{arm_rows.size} arms, {won.size} outcomes"
+            )
+        if arm_rows.size and (arm_rows.min() < 0 or arm_rows.max() >= self.prices.size):
+            raise PricingError(f"arm indices must be in [0, {self.prices.size})")
+        self._advance_clock(rows, now)
+        at = (rows, arm_rows)
+        np.add.at(self._alpha, at, won.astype(np.float64))
+        np.add.at(self._beta, at, (~won).astype(np.float64))
+        np.add.at(self._successes, at, won.astype(np.int64))
+        np.add.at(self._failures, at, (~won).astype(np.int64))
+        np.add.at(self._pulls, at, 1)
+        self._version[np.unique(rows)] += 1
+        self.total_outcomes += int(rows.size)
+
+    # -- reporting and persistence -------------------------------------------
+
+    def arm_stats(self) -> ArmStats:
+        """A copy of the learning tables for metrics and ``/state``."""
+        used = len(self._keys)
+        alpha, beta = self._alpha[:used].copy(), self._beta[:used].copy()
+        return ArmStats(
+            alpha=alpha,
+            beta=beta,
+            successes=self._successes[:used].copy(),
+            failures=self._failures[:used].copy(),
+            pulls=self._pulls[:used].copy(),
+            posterior_mean=posterior_mean(alpha, beta),
+        )
+
+    def _header(self) -> snapshot.SnapshotHeader:
+        cfg = self.config
+        return snapshot.SnapshotHeader(
+            prices=snapshot.grid_list(self.prices),
+            prior_alpha=cfg.prior_alpha,
+            prior_beta=cfg.prior_beta,
+            objective=cfg.objective,
+            policy=cfg.policy,
+            half_life=cfg.half_life,
+        )
+
+    def to_document(self, extra: Mapping[str, object] | None = None) -> dict[str, object]:
+        """The whole learning state as a JSON-able dict (``bandit_stats.json``)."""
+        used = len(self._keys)
+        tables = snapshot.LearnedTables(
+            contexts=list(self._keys),
+            alpha=self._alpha[:used],
+            beta=self._beta[:used],
+            successes=self._successes[:used],
+            failures=self._failures[:used],
+            pulls=self._pulls[:used],
+            clock=self._clock[:used],
+            total_outcomes=self.total_outcomes,
+        )
+        return snapshot.to_document(self._header(), tables, extra)
+
+    @classmethod
+    def from_document(
+        cls, doc: Mapping[str, object], config: BanditConfig
+    ) -> tuple[Bandit, dict[str, object]]:
+        """Restore a bandit; :class:`SnapshotError` if the document does not fit ``config``."""
+        bandit = cls(config)
+        tables, engine = snapshot.from_document(doc, bandit._header())
+        bandit._load(tables)
+        return bandit, engine
+
+    def _load(self, tables: snapshot.LearnedTables) -> None:
+        fixed = set(self._keys)
+        if fixed:
+            unknown = [key for key in tables.contexts if key not in fixed]
+            if unknown:
+                raise SnapshotError(
+                    f"snapshot contexts {unknown[:5]} are not among the configured locations "
+                    f"{list(self.config.locations)}"
+                )
+        for key in tables.contexts:
+            if key not in self._index:
+                self._add_context(*key)
+        rows = np.array([self._index[key] for key in tables.contexts], dtype=np.int64)
+        for name, values in (
+            ("_alpha", tables.alpha),
+            ("_beta", tables.beta),
+            ("_successes", tables.successes),
+            ("_failures", tables.failures),
+            ("_pulls", tables.pulls),
+            ("_clock", tables.clock),
+        ):
+            getattr(self, name)[rows] = values
+        self.total_outcomes = tables.total_outcomes
+
+
+_TABLES = ("_alpha", "_beta", "_successes", "_failures", "_pulls", "_clock", "_version")

@@ -1,0 +1,89 @@
+"""Thompson-sampling decision rules shared by the engine's bandit and the experiment.
+
+A policy turns posterior parameters into one arm per row. ``ts`` samples each
+arm's acceptance independently; ``monotone-ts`` projects the joint draw onto
+non-increasing acceptance in price first (see :mod:`dynpricing.core.posterior`).
+The objective decides what is maximised: ``revenue`` (price x acceptance) or
+``acceptance`` alone (the naive baseline).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from dynpricing.core.errors import PricingError
+from dynpricing.core.posterior import sample_acceptance, sample_monotone_acceptance
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+POLICY_TS = "ts"
+POLICY_MONOTONE_TS = "monotone-ts"
+POLICIES: tuple[str, ...] = (POLICY_TS, POLICY_MONOTONE_TS)
+DEFAULT_POLICY = POLICY_MONOTONE_TS
+
+OBJECTIVE_REVENUE = "revenue"
+OBJECTIVE_ACCEPTANCE = "acceptance"
+OBJECTIVES: tuple[str, ...] = (OBJECTIVE_REVENUE, OBJECTIVE_ACCEPTANCE)
+
+TIE_RELATIVE_TOLERANCE = 1e-12  # pooled draws may differ in the last bits only
+
+
+def check_policy(policy: str, objective: str) -> None:
+    """Refuse unknown policy or objective names with the accepted ones listed."""
+    if policy not in POLICIES:
+        raise PricingError(f"unknown policy {policy!r}; expected one of {list(POLICIES)}")
+    if objective not in OBJECTIVES:
+        raise PricingError(f"unknown objective {objective!r}; expected one of {list(OBJECTIVES)}")
+
+
+def policy_name(policy: str, objective: str) -> str:
+    """Display name of a policy with its objective, e.g. ``"ts-revenue"``."""
+    return f"{policy}-{objective}"
+
+
+def draw_acceptance(
+    alpha: FloatArray, beta: FloatArray, policy: str, rng: np.random.Generator
+) -> FloatArray:
+    """One posterior draw of acceptance per arm, shaped like ``alpha``."""
+    if policy == POLICY_MONOTONE_TS:
+        return sample_monotone_acceptance(alpha, beta, rng)
+    return sample_acceptance(alpha, beta, rng)
+
+
+def argmax_random_ties(scores: FloatArray, rng: np.random.Generator) -> IntArray:
+    """Row-wise argmax; exact ties go to a uniformly random one of the tied arms.
+
+    The generator is only consumed when a tie exists, so tie-free streams stay
+    cheap; results are still a pure function of the generator state.
+    """
+    best = scores.max(axis=-1, keepdims=True)
+    tied = scores >= best - TIE_RELATIVE_TOLERANCE * np.abs(best)
+    arms: IntArray = scores.argmax(axis=-1).astype(np.int64)
+    rows = np.flatnonzero(tied.sum(axis=-1) > 1)
+    if rows.size:
+        noise = rng.random((rows.size, scores.shape[-1]))
+        arms[rows] = np.where(tied[rows], noise, -1.0).argmax(axis=-1)
+    return arms
+
+
+def choose_arms(
+    acceptance: FloatArray, prices: FloatArray, objective: str, rng: np.random.Generator
+) -> IntArray:
+    """The arm each row's draw prefers under the objective."""
+    scores = acceptance * prices if objective == OBJECTIVE_REVENUE else acceptance
+    return argmax_random_ties(scores, rng)
+
+
+def thompson_arms(
+    alpha: FloatArray,
+    beta: FloatArray,
+    prices: FloatArray,
+    *,
+    policy: str,
+    objective: str,
+    rng: np.random.Generator,
+) -> IntArray:
+    """Thompson decisions for rows of posterior parameters ``(n, n_arms)``."""
+    return choose_arms(draw_acceptance(alpha, beta, policy, rng), prices, objective, rng)

@@ -1,0 +1,198 @@
+"""The learning state as a versioned, human-readable JSON document.
+
+Columns, not one object per arm: row ``i`` of every table is context ``i``, so
+a million arms stay a few tens of megabytes and load in one ``np.asarray``.
+The document is checked against the configuration and refused with a message
+saying how it differs; it is never silently merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dynpricing.core.contexts import DEMAND_LEVELS
+from dynpricing.core.errors import SnapshotError
+from dynpricing.core.grid import same_grid
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+SNAPSHOT_FORMAT = "dynpricing.bandit_stats"
+SNAPSHOT_VERSION = 1
+PRIOR_TOLERANCE = 1e-12
+PARAM_TABLES = ("alpha", "beta")
+COUNT_TABLES = ("successes", "failures", "pulls")
+
+
+@dataclass(frozen=True)
+class LearnedTables:
+    """Everything a bandit has learned: contexts plus per-(context, arm) tables."""
+
+    contexts: list[tuple[str, str]]
+    alpha: FloatArray
+    beta: FloatArray
+    successes: IntArray
+    failures: IntArray
+    pulls: IntArray
+    clock: FloatArray  # forgetting clock of each context (time of its last decay)
+    total_outcomes: int
+
+
+@dataclass(frozen=True)
+class SnapshotHeader:
+    """The configuration a snapshot must match to be loaded."""
+
+    prices: tuple[float, ...]
+    prior_alpha: float
+    prior_beta: float
+    objective: str
+    policy: str
+    half_life: float | None
+
+
+def to_document(
+    header: SnapshotHeader, tables: LearnedTables, extra: Mapping[str, object] | None
+) -> dict[str, object]:
+    """A JSON-able dict of the whole learning state; ``extra`` is the engine's section."""
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "version": SNAPSHOT_VERSION,
+        "prices": list(header.prices),
+        "prior": {"alpha": header.prior_alpha, "beta": header.prior_beta},
+        "objective": header.objective,
+        "policy": header.policy,
+        "forgetting": {"half_life": header.half_life},
+        "total_outcomes": tables.total_outcomes,
+        "contexts": {
+            "location": [loc for loc, _ in tables.contexts],
+            "demand_level": [level for _, level in tables.contexts],
+            "clock": tables.clock.tolist(),
+            **{name: getattr(tables, name).tolist() for name in PARAM_TABLES + COUNT_TABLES},
+        },
+        "engine": dict(extra or {}),
+    }
+
+
+def _field(doc: Mapping[str, Any], name: str) -> Any:
+    if name not in doc:
+        raise SnapshotError(f"snapshot has no {name!r} field")
+    return doc[name]
+
+
+def check_header(doc: Mapping[str, Any], header: SnapshotHeader) -> None:
+    """Refuse a document written for another format, grid, prior or objective."""
+    if doc.get("format") != SNAPSHOT_FORMAT or doc.get("version") != SNAPSHOT_VERSION:
+        raise SnapshotError(
+            f"snapshot format {doc.get('format')!r} version {doc.get('version')!r} "
+            f"!= expected {SNAPSHOT_FORMAT!r} version {SNAPSHOT_VERSION}"
+        )
+    prices = _field(doc, "prices")
+    if not _is_number_list(prices) or not same_grid(prices, header.prices):
+        raise SnapshotError(f"snapshot grid {prices} != configured grid {list(header.prices)}")
+    prior = _field(doc, "prior")
+    expected = {"alpha": header.prior_alpha, "beta": header.prior_beta}
+    if not isinstance(prior, Mapping) or not all(
+        _close(prior.get(key), value) for key, value in expected.items()
+    ):
+        raise SnapshotError(f"snapshot prior {prior} != configured prior {expected}")
+    objective = _field(doc, "objective")
+    if objective != header.objective:
+        raise SnapshotError(
+            f"snapshot objective {objective!r} != configured objective {header.objective!r}"
+        )
+
+
+def _is_number_list(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    )
+
+
+def _close(value: object, expected: float) -> bool:
+    return isinstance(value, int | float) and abs(float(value) - expected) <= PRIOR_TOLERANCE
+
+
+def _table(columns: Mapping[str, Any], name: str, shape: tuple[int, ...], dtype: type) -> Any:
+    try:
+        table: Any = np.asarray(_field(columns, name), dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"snapshot contexts.{name}: not a table of numbers ({exc})") from exc
+    if table.shape != shape and not (shape[0] == 0 and table.size == 0):
+        raise SnapshotError(f"snapshot contexts.{name}: shape {table.shape} != expected {shape}")
+    return table.reshape(shape)
+
+
+def _context_keys(columns: Mapping[str, Any]) -> list[tuple[str, str]]:
+    locations = _field(columns, "location")
+    levels = _field(columns, "demand_level")
+    if not isinstance(locations, list) or not isinstance(levels, list):
+        raise SnapshotError("snapshot contexts.location and contexts.demand_level must be lists")
+    if len(locations) != len(levels):
+        raise SnapshotError(
+            f"snapshot has {len(locations)} locations but {len(levels)} demand levels"
+        )
+    keys = list(zip(locations, levels, strict=True))
+    for i, (loc, level) in enumerate(keys):
+        if not isinstance(loc, str) or level not in DEMAND_LEVELS:
+            raise SnapshotError(f"snapshot contexts[{i}] = {(loc, level)} is not a valid context")
+    if len(set(keys)) != len(keys):
+        raise SnapshotError("snapshot lists a context more than once")
+    return keys
+
+
+def from_document(
+    doc: Mapping[str, Any], header: SnapshotHeader
+) -> tuple[LearnedTables, dict[str, object]]:
+    """Parse and check a document; returns the tables and the engine's section."""
+    if not isinstance(doc, Mapping):
+        raise SnapshotError(f"snapshot must be a JSON object, got {type(doc).__name__}")
+    check_header(doc, header)
+    columns = _field(doc, "contexts")
+    if not isinstance(columns, Mapping):
+        raise SnapshotError("snapshot contexts must be an object of columns")
+    keys = _context_keys(columns)
+    shape = (len(keys), len(header.prices))
+    tables = LearnedTables(
+        contexts=keys,
+        alpha=_table(columns, "alpha", shape, np.float64),
+        beta=_table(columns, "beta", shape, np.float64),
+        successes=_table(columns, "successes", shape, np.int64),
+        failures=_table(columns, "failures", shape, np.int64),
+        pulls=_table(columns, "pulls", shape, np.int64),
+        clock=_table(columns, "clock", (len(keys),), np.float64),
+        total_outcomes=_total_outcomes(doc),
+    )
+    _check_values(tables)
+    engine = doc.get("engine", {})
+    if not isinstance(engine, Mapping):
+        raise SnapshotError("snapshot engine section must be an object")
+    return tables, dict(engine)
+
+
+def _total_outcomes(doc: Mapping[str, Any]) -> int:
+    total = _field(doc, "total_outcomes")
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise SnapshotError(f"snapshot total_outcomes must be a count, got {total!r}")
+    return total
+
+
+def _check_values(tables: LearnedTables) -> None:
+    for name in PARAM_TABLES:
+        table = getattr(tables, name)
+        if not np.all(np.isfinite(table)) or np.any(table <= 0):
+            raise SnapshotError(f"snapshot contexts.{name}: Beta parameters must be finite and > 0")
+    for name in COUNT_TABLES:
+        if np.any(getattr(tables, name) < 0):
+            raise SnapshotError(f"snapshot contexts.{name}: counts must be >= 0")
+    if not np.all(np.isfinite(tables.clock)):
+        raise SnapshotError("snapshot contexts.clock: must be finite")
+
+
+def grid_list(prices: Sequence[float] | FloatArray) -> tuple[float, ...]:
+    """The grid as a tuple of plain floats (for headers and messages)."""
+    return tuple(float(p) for p in prices)
