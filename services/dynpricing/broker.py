@@ -205,7 +205,7 @@ def read_pid(layout: BrokerLayout) -> int | None:
 def _is_ready(bootstrap: str) -> bool:
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - keeps `kafka down` light
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
     try:
         metadata = admin.list_topics(timeout=2)
     except Exception:

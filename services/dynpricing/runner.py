@@ -1,38 +1,132 @@
-"""``dynpricing run``: the whole pricing loop on one machine, for ``make run``."""
+"""``dynpricing run``: the whole pricing loop on one machine, for ``make run``.
+
+Starts the local broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` names one), creates
+the topics, starts the engine, the simulator and the producer as child
+processes (their logs go to ``.run/logs/``), and prints what the engine learns.
+Ctrl+C or SIGTERM stops the producer first, then the engine (which snapshots to
+``bandit_stats.json``), then the simulator, then the broker. A second run
+resumes learning from the snapshot.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
+import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from dynpricing import broker
+from dynpricing.kafka_io import ensure_topics
+from dynpricing.settings import KafkaSettings, TopicSettings
+
+PROGRESS_INTERVAL_S = 5.0
+STOP_TIMEOUT_S = 30.0
+START_ORDER = ("engine", "simulator", "producer")
+STOP_ORDER = ("producer", "engine", "simulator")
+PORTS = {"engine": 8000, "producer": 8001, "simulator": 8002}
+
+
+def _service_env(bootstrap: str, state_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    env.setdefault("DYNPRICING_ENGINE_STATE_PATH", str(state_path))
+    env.setdefault("DYNPRICING_PRODUCER_RATE", "200")
+    return env
+
+
+def _start(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    log = (logs / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "dynpricing.cli", name],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _engine_state(port: int) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=2) as resp:
+            state: dict[str, object] = json.load(resp)
+            return state
+    except OSError:
+        return None
+
+
+def _print_progress(state: dict[str, object]) -> None:
+    prices = [float(p) for p in state["prices"]]  # type: ignore[attr-defined]
+    print(f"\noutcomes learnt: {state['total_outcomes']}  pending: {state['pending_decisions']}")
+    header = " ".join(f"{p:>6g}" for p in prices)
+    print(f"{'context':<24} {'best price':>10}   pulls at {header}")
+    for ctx in state["contexts"]:  # type: ignore[attr-defined]
+        arms = ctx["arms"]
+        revenue = [a["price"] * a["posterior_mean"] for a in arms]
+        best = arms[revenue.index(max(revenue))]["price"]
+        pulls = " ".join(f"{int(a['pulls']):>6}" for a in arms)
+        print(f"{ctx['location'] + '|' + ctx['demand_level']:<24} {best:>10g}   {pulls}")
+    sys.stdout.flush()
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> int:
+    worst = 0
+    for name in STOP_ORDER:
+        proc = procs.get(name)
+        if proc is None or proc.poll() is not None:
+            continue
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        print(f"{name} stopped (exit {code})")
+        worst = max(worst, abs(code))
+    return worst
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dynpricing run")
+    parser = argparse.ArgumentParser(prog="dynpricing run", description=__doc__)
     parser.add_argument("--kafka-port", type=int, default=broker.DEFAULT_PORT)
+    parser.add_argument("--state", type=Path, default=Path("bandit_stats.json"))
+    parser.add_argument("--logs", type=Path, default=Path(".run/logs"))
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     layout = broker.BrokerLayout(port=args.kafka_port)
-    proc = None
+    broker_proc = None
     if not bootstrap:
-        proc = broker.start(layout, fresh=False)
+        print(f"starting Kafka {broker.KAFKA_VERSION} on {layout.bootstrap} ...")
+        broker_proc = broker.start(layout, fresh=False)
         bootstrap = layout.bootstrap
-    print(f"Kafka broker ready on {bootstrap}; services are not wired yet. Ctrl+C stops.")
+    ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), TopicSettings().all())
+    args.logs.mkdir(parents=True, exist_ok=True)
+    env = _service_env(bootstrap, args.state)
+    procs = {name: _start(name, env, args.logs) for name in START_ORDER}
+    print(f"pricing loop running on {bootstrap}; logs in {args.logs}/; state in {args.state}")
+    print("engine http://127.0.0.1:8000/state  metrics :8000 :8001 :8002/metrics; Ctrl+C stops")
     try:
-        stop.wait()
+        while not stop.wait(PROGRESS_INTERVAL_S):
+            failed = [n for n, p in procs.items() if p.poll() is not None]
+            if failed:
+                print(f"stopped unexpectedly: {failed}; see {args.logs}/", file=sys.stderr)
+                break
+            state = _engine_state(PORTS["engine"])
+            if state is not None:
+                _print_progress(state)
     finally:
-        if proc is not None:
-            broker.stop(layout, proc)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        print("\nstopping ...")
+        worst = _stop_all(procs)
+        if broker_proc is not None:
+            broker.stop(layout, broker_proc)
+            print("Kafka broker stopped")
+    return worst

@@ -1,0 +1,1 @@
+"""The pricing engine: demand events in, priced decisions out, outcomes learnt."""

@@ -1,0 +1,413 @@
+"""The engine's loop: consume a batch, learn its outcomes, price its demand, repeat.
+
+Exactly-once learning rests on one rule: the posterior, the pending decisions and
+the consumed offsets are written together, atomically, in ``bandit_stats.json``,
+and only after every decision produced from the covered demand is delivered.
+After a crash the engine restores that file, finds the decisions it published
+after it (so they are neither lost from the pending table nor published twice),
+and resumes consuming at exactly the recorded offsets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from dynpricing import events
+from dynpricing.core.bandit import Bandit
+from dynpricing.core.contexts import DemandThresholds, context_key, demand_level
+from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
+from dynpricing.engine.metrics import EngineMetrics
+from dynpricing.engine.pending import Pending
+from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
+from dynpricing.kafka_io import DeliveryTracker, flush, origin_of, produce
+from dynpricing.settings import EngineSettings
+from dynpricing.statefile import write_json_atomic
+
+WATERMARK_TIMEOUT_S = 5.0
+METRIC_CONTEXT_LIMIT = 1000
+SUMMARY_CONTEXT_LIMIT = 12
+ACCEPTED = "accepted"
+APPLIED = "applied"
+EXPIRED = "expired"
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Priced:
+    """A valid demand event and where it came from, ready to be priced."""
+
+    event: events.DemandEvent
+    origin: events.Origin
+    context: int
+    decision_id: str
+
+
+def decision_id_for(origin: events.Origin, event_id: str) -> str:
+    """Stable across crashes: the same demand message always gets the same id."""
+    return f"{origin.partition}-{origin.offset}-{event_id}"
+
+
+class PricingEngine:
+    """Owns the bandit and the bookkeeping; the service shell owns the clients."""
+
+    def __init__(
+        self,
+        *,
+        settings: EngineSettings,
+        bandit: Bandit,
+        books: EngineBookkeeping,
+        consumer: Consumer,
+        producer: Producer,
+        metrics: EngineMetrics,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.bandit = bandit
+        self.books = books
+        self.consumer = consumer
+        self.producer = producer
+        self.metrics = metrics
+        self.clock = clock
+        self.tracker = DeliveryTracker()
+        self.lock = threading.Lock()
+        self.log = structlog.get_logger("engine")
+        self.thresholds = DemandThresholds(settings.demand_low_below, settings.demand_medium_below)
+        self.already_published: set[str] = set()
+        self.last_snapshot_at: float | None = None
+        self._decision_children: dict[tuple[int, int], Any] = {}
+        self._topics = settings.topics
+
+    # ---- one batch -------------------------------------------------------------------
+
+    def process(self, messages: Sequence[Message]) -> None:
+        """Learn from the batch's outcomes, then price its demand, all at once."""
+        if not messages:
+            return
+        self.metrics.batch_size.observe(len(messages))
+        demand: list[Message] = []
+        outcomes: list[Message] = []
+        for msg in messages:
+            if not self._usable(msg):
+                continue
+            where = origin_of(msg)
+            (demand if where.topic == self._topics.demand else outcomes).append(msg)
+            self.books.offsets[partition_key(where.topic, where.partition)] = where.offset + 1
+        with self.lock:
+            self._learn(outcomes)
+            self._price(demand)
+            self._expire(self.clock())
+        self.producer.poll(0)
+
+    def _usable(self, msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.fatal():
+            raise KafkaException(err)
+        if err.code() != KafkaError._PARTITION_EOF:
+            self.log.warning("consume_error", error=str(err))
+        return False
+
+    def _dead_letter(self, msg: Message, exc: events.InvalidEvent) -> None:
+        origin = origin_of(msg)
+        value = events.encode_dead_letter(msg.value(), exc.reason, exc.detail, origin, self.clock())
+        produce(self.producer, self._topics.dead_letters, value, msg.key(), self.tracker)
+        self.metrics.dead_letters.labels(exc.reason).inc()
+        self.log.info("dead_lettered", reason=exc.reason, detail=exc.detail,
+                      topic=origin.topic, partition=origin.partition, offset=origin.offset)
+
+    # ---- outcomes --------------------------------------------------------------------
+
+    def _learn(self, messages: Sequence[Message]) -> None:
+        contexts: list[int] = []
+        arms: list[int] = []
+        accepted: list[bool] = []
+        for msg in messages:
+            try:
+                resolved = self._resolve(events.parse_outcome(msg.value()))
+            except events.InvalidEvent as exc:
+                self._dead_letter(msg, exc)
+                continue
+            if resolved is not None:
+                contexts.append(resolved[0])
+                arms.append(resolved[1])
+                accepted.append(resolved[2])
+        self._apply(contexts, arms, accepted)
+
+    def _resolve(self, outcome: events.Outcome) -> tuple[int, int, bool] | None:
+        """The arm an outcome belongs to, or None if it must be ignored (and is counted)."""
+        status = self.books.resolved.get(outcome.decision_id)
+        entry = self.books.pending.pop(outcome.decision_id)
+        if entry is not None:
+            self.books.resolved.remember(outcome.decision_id, APPLIED)
+            return entry.context, entry.arm, outcome.accepted
+        if status == APPLIED:
+            self.metrics.duplicates.inc()
+            return None
+        if status == EXPIRED:
+            self.metrics.late.inc()
+            return None
+        return self._resolve_by_context(outcome)
+
+    def _resolve_by_context(self, outcome: events.Outcome) -> tuple[int, int, bool]:
+        """Outcomes of simpler clients name the context and price instead of a known decision."""
+        if outcome.location is None or outcome.demand_level is None:
+            raise events.InvalidEvent(
+                "unknown_decision", f"no pending decision {outcome.decision_id!r} and no context"
+            )
+        if outcome.price_multiplier is None:
+            raise events.InvalidEvent(
+                "unknown_decision", f"no pending decision {outcome.decision_id!r} and no price"
+            )
+        context = self._context(outcome.location, outcome.demand_level)
+        try:
+            arm = self.bandit.arm_index(outcome.price_multiplier)
+        except PriceNotOnGridError as exc:
+            raise events.InvalidEvent("price_not_on_grid", str(exc)) from None
+        self.books.resolved.remember(outcome.decision_id, APPLIED)
+        return context, arm, outcome.accepted
+
+    def _apply(self, contexts: list[int], arms: list[int], accepted: list[bool]) -> None:
+        if not contexts:
+            return
+        ctx = np.asarray(contexts, dtype=np.int64)
+        arm = np.asarray(arms, dtype=np.int64)
+        acc = np.asarray(accepted, dtype=bool)
+        self.bandit.update(ctx, arm, acc, self.clock())
+        self._count_outcomes(ctx, arm, acc)
+
+    def _count_outcomes(self, ctx: np.ndarray, arm: np.ndarray, acc: np.ndarray) -> None:
+        n_arms = len(self.bandit.prices)
+        cells = (ctx * n_arms + arm) * 2 + acc.astype(np.int64)
+        values, counts = np.unique(cells, return_counts=True)
+        names = self.bandit.contexts()
+        for cell, count in zip(values.tolist(), counts.tolist(), strict=True):
+            flat, is_accepted = divmod(cell, 2)
+            context, arm_index = divmod(flat, n_arms)
+            location, level = names[context]
+            price = self._price_label(arm_index)
+            label = "true" if is_accepted else "false"
+            self.metrics.outcomes.labels(location, level, price, label).inc(count)
+
+    # ---- demand ----------------------------------------------------------------------
+
+    def _context(self, location: str, level: str) -> int:
+        try:
+            return self.bandit.context_index(location, level)
+        except UnknownContextError as exc:
+            raise events.InvalidEvent("unknown_location", str(exc)) from None
+
+    def _parse_demand(self, msg: Message) -> _Priced | None:
+        origin = origin_of(msg)
+        fallback_id = f"{origin.partition}-{origin.offset}"
+        try:
+            event = events.parse_demand(msg.value(), fallback_id=fallback_id)
+            level = demand_level(event.active_requests, event.available_drivers, self.thresholds)
+            context = self._context(event.location, level)
+        except events.InvalidEvent as exc:
+            self._dead_letter(msg, exc)
+            return None
+        decision_id = decision_id_for(origin, event.event_id)
+        if decision_id in self.already_published:
+            self.already_published.discard(decision_id)
+            return None
+        return _Priced(event, origin, context, decision_id)
+
+    def _price(self, messages: Sequence[Message]) -> None:
+        priced = [p for p in map(self._parse_demand, messages) if p is not None]
+        if not priced:
+            return
+        now = self.clock()
+        contexts = np.fromiter((p.context for p in priced), dtype=np.int64, count=len(priced))
+        batch = self.bandit.decide(contexts, self.books.rng, now)
+        arms = batch.arms.tolist()
+        propensities = batch.propensities.tolist()
+        model_version = f"{self.bandit.policy_name}:{self.bandit.total_outcomes}"
+        for item, arm, propensity in zip(priced, arms, propensities, strict=True):
+            self._publish(item, arm, propensity, now, model_version)
+        self._count_decisions(contexts, batch.arms)
+
+    def _publish(
+        self, item: _Priced, arm: int, propensity: float, now: float, model_version: str
+    ) -> None:
+        location = item.event.location
+        level = self.bandit.contexts()[item.context][1]
+        multiplier = float(self.bandit.prices[arm])
+        base = self.settings.base_prices.get(location)
+        decision = events.Decision(
+            decision_id=item.decision_id,
+            event_id=item.event.event_id,
+            timestamp=now,
+            event_timestamp=item.event.timestamp,
+            location=location,
+            demand_level=level,
+            price_multiplier=multiplier,
+            price=round(base * multiplier, 6) if base is not None else None,
+            propensity=propensity,
+            policy=self.bandit.policy_name,
+            model_version=model_version,
+        )
+        key = context_key(location, level)
+        value = events.encode_decision(decision)
+        produce(self.producer, self._topics.decisions, value, key, self.tracker)
+        self.metrics.latency.observe(max(0.0, self.clock() - item.event.timestamp))
+        entry = Pending(item.context, arm, now)
+        for evicted_id, evicted in self.books.pending.add(item.decision_id, entry):
+            self._expire_one(evicted_id, evicted)
+
+    def _count_decisions(self, contexts: np.ndarray, arms: np.ndarray) -> None:
+        n_arms = len(self.bandit.prices)
+        cells, counts = np.unique(contexts * n_arms + arms, return_counts=True)
+        for cell, count in zip(cells.tolist(), counts.tolist(), strict=True):
+            child = self._decision_children.get(divmod(cell, n_arms))
+            if child is None:
+                context, arm = divmod(cell, n_arms)
+                location, level = self.bandit.contexts()[context]
+                child = self.metrics.decisions.labels(location, level, self._price_label(arm))
+                self._decision_children[(context, arm)] = child
+            child.inc(count)
+
+    def _price_label(self, arm: int) -> str:
+        return f"{float(self.bandit.prices[arm]):g}"
+
+    # ---- expiry ----------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        for decision_id, entry in self.books.pending.expire(now - self.settings.decision_timeout_s):
+            self._expire_one(decision_id, entry)
+        self.metrics.pending.set(len(self.books.pending))
+
+    def _expire_one(self, decision_id: str, entry: Pending) -> None:
+        self.books.resolved.remember(decision_id, EXPIRED)
+        self.metrics.expired.labels(self.settings.expired_as).inc()
+        if self.settings.expired_as == "reject":
+            self._apply([entry.context], [entry.arm], [False])
+
+    # ---- snapshots -------------------------------------------------------------------
+
+    def snapshot(self) -> None:
+        """Deliver every decision, then write state + offsets atomically, then commit."""
+        started = time.perf_counter()
+        flush(self.producer, self.tracker)
+        with self.lock:
+            self.books.decision_marks = self._decision_end_offsets()
+            now = self.clock()
+            doc = self.bandit.to_document(extra=self.books.to_document(written_at=now))
+        write_json_atomic(self.settings.state_path, doc)
+        self.last_snapshot_at = now
+        self.metrics.snapshot_duration.observe(time.perf_counter() - started)
+        self.metrics.snapshot_age.set(0.0)
+        self._commit_offsets()
+
+    def _decision_end_offsets(self) -> dict[str, int]:
+        topic = self._topics.decisions
+        metadata = self.consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_S)
+        marks = {}
+        for partition in metadata.topics[topic].partitions:
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=WATERMARK_TIMEOUT_S, cached=False
+            )
+            marks[partition_key(topic, partition)] = int(high)
+        return marks
+
+    def _commit_offsets(self) -> None:
+        """Kafka's committed offsets follow the snapshot, so lag stays visible to tools."""
+        offsets = [
+            TopicPartition(*split_partition_key(key), offset)
+            for key, offset in self.books.offsets.items()
+        ]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                self.log.warning("offset_commit_failed", error=str(exc))
+
+    def refresh_gauges(self) -> None:
+        """Posterior means, pulls and consumer lag (bounded to the first contexts)."""
+        with self.lock:
+            stats = self.bandit.arm_stats()
+            names = self.bandit.contexts()
+        for context, (location, level) in enumerate(names[:METRIC_CONTEXT_LIMIT]):
+            for arm in range(len(self.bandit.prices)):
+                price = self._price_label(arm)
+                mean = float(stats.posterior_mean[context, arm])
+                self.metrics.posterior_mean.labels(location, level, price).set(mean)
+                pulls = float(stats.pulls[context, arm])
+                self.metrics.arm_pulls.labels(location, level, price).set(pulls)
+        if self.last_snapshot_at is not None:
+            self.metrics.snapshot_age.set(max(0.0, self.clock() - self.last_snapshot_at))
+        self._refresh_lag()
+
+    def _refresh_lag(self) -> None:
+        for key, offset in list(self.books.offsets.items()):
+            topic, partition = split_partition_key(key)
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=WATERMARK_TIMEOUT_S, cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(max(0, high - offset))
+
+    # ---- views -----------------------------------------------------------------------
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per context: the best price by posterior mean revenue, and pulls per arm."""
+        with self.lock:
+            stats = self.bandit.arm_stats()
+            names = self.bandit.contexts()
+        prices = self.bandit.prices
+        rows = []
+        for context, (location, level) in enumerate(names[:SUMMARY_CONTEXT_LIMIT]):
+            revenue = prices * stats.posterior_mean[context]
+            rows.append(
+                {
+                    "context": context_key(location, level),
+                    "best_price": float(prices[int(np.argmax(revenue))]),
+                    "pulls": [int(x) for x in stats.pulls[context]],
+                }
+            )
+        return rows
+
+    def state_view(self) -> dict[str, Any]:
+        """``/state``: per context and arm the posterior, counts and mean."""
+        with self.lock:
+            stats = self.bandit.arm_stats()
+            names = self.bandit.contexts()
+            total = int(self.bandit.total_outcomes)
+            pending = len(self.books.pending)
+        prices = [float(p) for p in self.bandit.prices]
+        contexts = []
+        for context, (location, level) in enumerate(names):
+            arms = [
+                {
+                    "price": price,
+                    "alpha": float(stats.alpha[context, arm]),
+                    "beta": float(stats.beta[context, arm]),
+                    "successes": float(stats.successes[context, arm]),
+                    "failures": float(stats.failures[context, arm]),
+                    "pulls": float(stats.pulls[context, arm]),
+                    "posterior_mean": float(stats.posterior_mean[context, arm]),
+                }
+                for arm, price in enumerate(prices)
+            ]
+            contexts.append({"location": location, "demand_level": level, "arms": arms})
+        age = None if self.last_snapshot_at is None else self.clock() - self.last_snapshot_at
+        return {
+            "policy": self.bandit.policy_name,
+            "prices": prices,
+            "total_outcomes": total,
+            "pending_decisions": pending,
+            "snapshot_age_seconds": age,
+            "contexts": contexts,
+        }

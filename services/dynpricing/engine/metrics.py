@@ -1,0 +1,88 @@
+"""The engine's Prometheus metrics, registered on a registry passed in."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ARM_LABELS = ("location", "demand_level", "price")
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+SNAPSHOT_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class EngineMetrics:
+    """Every engine metric; names follow docs/interfaces.md."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decisions = Counter(
+            "dynpricing_decisions", "Pricing decisions published", ARM_LABELS, registry=registry
+        )
+        self.outcomes = Counter(
+            "dynpricing_outcomes_applied",
+            "Outcomes applied to the posterior",
+            (*ARM_LABELS, "accepted"),
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "dynpricing_duplicate_outcomes",
+            "Second and later outcomes for one decision (ignored)",
+            registry=registry,
+        )
+        self.late = Counter(
+            "dynpricing_late_outcomes",
+            "Outcomes for decisions that had already expired (ignored)",
+            registry=registry,
+        )
+        self.expired = Counter(
+            "dynpricing_expired_decisions",
+            "Decisions that got no outcome in time",
+            ("action",),
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "dynpricing_dead_letters",
+            "Messages sent to the dead-letter topic",
+            ("reason",),
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "dynpricing_pending_decisions", "Decisions awaiting an outcome", registry=registry
+        )
+        self.posterior_mean = Gauge(
+            "dynpricing_posterior_mean",
+            "Posterior mean acceptance per arm",
+            ARM_LABELS,
+            registry=registry,
+        )
+        self.arm_pulls = Gauge(
+            "dynpricing_arm_pulls", "Outcomes learnt per arm", ARM_LABELS, registry=registry
+        )
+        self.latency = Histogram(
+            "dynpricing_decision_latency_seconds",
+            "Demand event timestamp to decision published",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "dynpricing_batch_size",
+            "Messages per consumed batch",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.snapshot_duration = Histogram(
+            "dynpricing_snapshot_duration_seconds",
+            "Time to write bandit_stats.json",
+            buckets=SNAPSHOT_BUCKETS_S,
+            registry=registry,
+        )
+        self.snapshot_age = Gauge(
+            "dynpricing_snapshot_age_seconds",
+            "Seconds since the last successful snapshot",
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "dynpricing_consumer_lag",
+            "Messages not yet consumed per partition",
+            ("topic", "partition"),
+            registry=registry,
+        )

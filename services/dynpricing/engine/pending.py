@@ -1,0 +1,104 @@
+"""Decisions awaiting their outcome, and the memory of decisions already resolved.
+
+Both are bounded. The pending table is ordered by decision time, so expiring
+the oldest decisions is cheap; when it is full, the oldest decision is expired
+early rather than the table growing without bound.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    context: int
+    arm: int
+    decided_at: float
+
+
+class PendingTable:
+    """decision_id -> (context, arm, time), oldest first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, Pending] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, decision_id: str) -> bool:
+        return decision_id in self._items
+
+    def add(self, decision_id: str, entry: Pending) -> list[tuple[str, Pending]]:
+        """Insert; returns the entries pushed out because the table was full."""
+        self._items[decision_id] = entry
+        evicted = []
+        while len(self._items) > self.capacity:
+            evicted.append(self._items.popitem(last=False))
+        return evicted
+
+    def pop(self, decision_id: str) -> Pending | None:
+        return self._items.pop(decision_id, None)
+
+    def expire(self, decided_before: float) -> list[tuple[str, Pending]]:
+        """Remove and return every decision made before ``decided_before``."""
+        expired = []
+        while self._items:
+            entry = next(iter(self._items.values()))
+            if entry.decided_at >= decided_before:
+                break
+            expired.append(self._items.popitem(last=False))
+        return expired
+
+    def to_document(self) -> dict[str, list[Any]]:
+        """Column lists: compact in JSON even for a million entries."""
+        items = self._items
+        return {
+            "decision_id": list(items),
+            "context": [e.context for e in items.values()],
+            "arm": [e.arm for e in items.values()],
+            "decided_at": [e.decided_at for e in items.values()],
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, list[Any]], capacity: int) -> PendingTable:
+        table = cls(capacity)
+        for decision_id, context, arm, decided_at in zip(
+            doc["decision_id"], doc["context"], doc["arm"], doc["decided_at"], strict=True
+        ):
+            table._items[str(decision_id)] = Pending(int(context), int(arm), float(decided_at))
+        return table
+
+
+class ResolvedMemory:
+    """Bounded memory of resolved decision ids: 'applied' or 'expired'."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, decision_id: str) -> str | None:
+        return self._items.get(decision_id)
+
+    def remember(self, decision_id: str, status: str) -> None:
+        if self.capacity == 0:
+            return
+        self._items[decision_id] = status
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def to_document(self) -> dict[str, list[str]]:
+        return {"decision_id": list(self._items), "status": list(self._items.values())}
+
+    @classmethod
+    def from_document(cls, doc: dict[str, list[str]], capacity: int) -> ResolvedMemory:
+        memory = cls(capacity)
+        for decision_id, status in zip(doc["decision_id"], doc["status"], strict=True):
+            memory.remember(decision_id, status)
+        return memory

@@ -1,0 +1,98 @@
+"""What the engine keeps in ``bandit_stats.json`` besides the posterior.
+
+The core's snapshot document has an ``engine`` section that the core does not
+read. The engine keeps there, in one atomic write together with the posterior:
+the next offset to consume per partition, the pending decisions, the resolved
+decision ids, the RNG state, and the decisions topic's end offsets at snapshot
+time (where recovery starts looking for decisions published after it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dynpricing.engine.pending import PendingTable, ResolvedMemory
+
+ENGINE_STATE_VERSION = 1
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def split_partition_key(key: str) -> tuple[str, int]:
+    topic, _, partition = key.rpartition(":")
+    return topic, int(partition)
+
+
+def rng_to_document(rng: np.random.Generator) -> dict[str, Any]:
+    """PCG64 state with its 128-bit integers as strings (JSON numbers would lose them)."""
+    state = rng.bit_generator.state
+    inner = state["state"]
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": str(inner["state"]),
+        "inc": str(inner["inc"]),
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def rng_from_document(doc: dict[str, Any]) -> np.random.Generator:
+    if doc.get("bit_generator") != "PCG64":
+        raise ValueError(f"unsupported bit generator {doc.get('bit_generator')!r}")
+    bit_generator = np.random.PCG64()
+    bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": int(doc["state"]), "inc": int(doc["inc"])},
+        "has_uint32": int(doc["has_uint32"]),
+        "uinteger": int(doc["uinteger"]),
+    }
+    return np.random.Generator(bit_generator)
+
+
+@dataclass
+class EngineBookkeeping:
+    """Everything besides the posterior that must survive a crash."""
+
+    rng: np.random.Generator
+    pending: PendingTable
+    resolved: ResolvedMemory
+    offsets: dict[str, int] = field(default_factory=dict)
+    decision_marks: dict[str, int] = field(default_factory=dict)
+
+    def to_document(self, written_at: float) -> dict[str, Any]:
+        return {
+            "version": ENGINE_STATE_VERSION,
+            "written_at": written_at,
+            "offsets": dict(self.offsets),
+            "decision_marks": dict(self.decision_marks),
+            "rng": rng_to_document(self.rng),
+            "pending": self.pending.to_document(),
+            "resolved": self.resolved.to_document(),
+        }
+
+    @classmethod
+    def from_document(
+        cls, doc: dict[str, Any], max_pending: int, resolved_memory: int
+    ) -> EngineBookkeeping:
+        if doc.get("version") != ENGINE_STATE_VERSION:
+            raise ValueError(f"engine state version {doc.get('version')!r} is not supported")
+        return cls(
+            rng=rng_from_document(doc["rng"]),
+            pending=PendingTable.from_document(doc["pending"], max_pending),
+            resolved=ResolvedMemory.from_document(doc["resolved"], resolved_memory),
+            offsets={str(k): int(v) for k, v in doc["offsets"].items()},
+            decision_marks={str(k): int(v) for k, v in doc["decision_marks"].items()},
+        )
+
+    @classmethod
+    def fresh(cls, seed: int | None, max_pending: int, resolved_memory: int) -> EngineBookkeeping:
+        return cls(
+            rng=np.random.default_rng(seed),
+            pending=PendingTable(max_pending),
+            resolved=ResolvedMemory(resolved_memory),
+        )

@@ -1,0 +1,165 @@
+"""Kafka clients as every service uses them: idempotent producer, manual-commit consumer.
+
+Delivery reports are checked for every message: a failed delivery is recorded and
+the owning loop treats it as fatal (it stops without snapshotting, so a restart
+replays the input whose output was lost).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from dynpricing.events import Origin
+from dynpricing.settings import KafkaSettings, librdkafka_config
+
+PRODUCE_RETRY_POLL_S = 0.05
+PRODUCE_MAX_RETRIES = 200
+TOPIC_CREATE_TIMEOUT_S = 30.0
+FLUSH_TIMEOUT_S = 15.0
+
+
+class DeliveryFailedError(RuntimeError):
+    """A message could not be delivered; its input must be replayed."""
+
+
+@dataclass
+class DeliveryTracker:
+    """Counts delivered and failed messages from delivery reports."""
+
+    delivered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err}")
+        else:
+            self.delivered += 1
+
+    def raise_if_failed(self) -> None:
+        if self.errors:
+            raise DeliveryFailedError(f"{len(self.errors)} deliveries failed: {self.errors[:3]}")
+
+
+ConfValue = str | int | float | bool
+
+
+def make_producer(kafka: KafkaSettings, client_id: str, **extra: ConfValue) -> Producer:
+    """Idempotent, batched producer (``linger.ms`` small so latency stays low)."""
+    conf: dict[str, ConfValue] = {
+        **librdkafka_config(kafka),
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "batch.num.messages": 10000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def make_consumer(kafka: KafkaSettings, group_id: str, client_id: str) -> Consumer:
+    """Offsets are stored and committed by the service, after its work is durable."""
+    return Consumer(
+        {
+            **librdkafka_config(kafka),
+            "client.id": client_id,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+            "partition.assignment.strategy": "range",
+        }
+    )
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | str | None,
+    on_delivery: DeliveryTracker,
+) -> None:
+    """``produce`` then serve callbacks; on a full queue, poll and retry (bounded)."""
+    for _ in range(PRODUCE_MAX_RETRIES):
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(PRODUCE_RETRY_POLL_S)
+    raise DeliveryFailedError(f"producer queue stayed full while producing to {topic}")
+
+
+def origin_of(msg: Message) -> Origin:
+    """Topic, partition and offset of a consumed message (always set when it has no error)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("message without topic, partition or offset")
+    return Origin(topic, partition, offset)
+
+
+def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> None:
+    """Create missing topics (partitions/replication from settings); existing ones are kept."""
+    admin = AdminClient(dict(librdkafka_config(kafka)))
+    existing = set(admin.list_topics(timeout=TOPIC_CREATE_TIMEOUT_S).topics)
+    wanted = [
+        NewTopic(name, kafka.topic_partitions, kafka.topic_replication_factor)
+        for name in dict.fromkeys(topics)
+        if name not in existing
+    ]
+    if not wanted:
+        return
+    for future in admin.create_topics(wanted).values():
+        try:
+            future.result(timeout=TOPIC_CREATE_TIMEOUT_S)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def flush(producer: Producer, tracker: DeliveryTracker, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+    """Wait for every queued message; raise if any is undelivered or failed."""
+    remaining = producer.flush(timeout_s)
+    if remaining:
+        raise DeliveryFailedError(f"{remaining} messages still queued after {timeout_s}s")
+    tracker.raise_if_failed()
+
+
+class StopFlag:
+    """Set by SIGTERM or SIGINT (Kubernetes sends SIGTERM); loops check it between batches."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self._event.set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._event.wait(timeout_s)
+
+
+def wall_clock() -> float:
+    """Unix seconds; the one clock services stamp events with."""
+    return time.time()

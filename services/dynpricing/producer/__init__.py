@@ -1,0 +1,1 @@
+"""The demand producer: synthetic ride requests and driver supply per location."""

@@ -1,0 +1,1 @@
+"""The outcome simulator: plays the customers and measures regret."""
