@@ -1,0 +1,328 @@
+"""The Helm chart: lint and render with Helm 3 and Helm 4, and what it promises.
+
+Rendering uses the real, pinned helm binaries built into .tools/ (``make helm``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.support import (
+    CHART,
+    HELM_MAJORS,
+    KUBE_VERSIONS,
+    SCENARIOS,
+    SERVICES,
+    Manifest,
+    by_kind,
+    contract,
+    one,
+    render,
+    render_text,
+    run,
+    scenario_file,
+    tool,
+)
+
+pytestmark = pytest.mark.tools
+
+
+def env_of(manifests: list[Manifest], component: str) -> dict[str, Any]:
+    """Environment of a component's container: ConfigMap entries plus explicit env."""
+    deployment = one(manifests, "Deployment", f"-{component}")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        cm = one(manifests, "ConfigMap", source["configMapRef"]["name"])
+        env.update(cm["data"])
+    for item in container.get("env", []):
+        env[item["name"]] = item.get("value", item.get("valueFrom"))
+    return env
+
+
+def deployments(manifests: list[Manifest]) -> dict[str, Manifest]:
+    return {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(manifests, "Deployment")
+    }
+
+
+@pytest.mark.parametrize("helm", HELM_MAJORS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_chart_lints_strictly(helm: str, scenario: str) -> None:
+    for kube_version in KUBE_VERSIONS:
+        result = run(
+            [tool(helm), "lint", "--strict", CHART, "--values", scenario_file(scenario),
+             "--kube-version", kube_version]
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm3_and_helm4_render_the_same_objects(scenario: str) -> None:
+    assert render("helm3", scenario) == render("helm4", scenario)
+
+
+def test_every_scenario_is_covered() -> None:
+    assert {"default-values", "external-kafka-values", "full-values"} <= set(SCENARIOS)
+
+
+@pytest.mark.parametrize("helm", HELM_MAJORS)
+def test_values_schema_rejects_unknown_and_invalid_values(helm: str) -> None:
+    for bad in ("engine.replicas=2", "engine.settings.objective=profit", "typo=1"):
+        result = run([tool(helm), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1],
+                      "--set", bad])
+        assert result.returncode != 0, f"--set {bad} was accepted"
+    ok = run([tool(helm), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1],
+              "--set", "global.anything=1"])
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_values_schema_is_self_contained() -> None:
+    text = (CHART / "values.schema.json").read_text(encoding="utf-8")
+    refs = re.findall(r'"\$ref"\s*:\s*"([^"]+)"', text)
+    assert all(r.startswith("#") for r in refs), refs
+    assert "global" in json.loads(text)["properties"]
+
+
+def test_every_values_key_is_commented() -> None:
+    """Each key has a comment right above it, unless an ancestor's "# --" comment
+    documents its whole value (helm-docs style, e.g. resources or broker config)."""
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    missing = []
+    stack: list[tuple[int, bool]] = []  # (indent, documents its whole value)
+    for i, line in enumerate(lines):
+        match = re.match(r"^(\s*)([A-Za-z][\w.]*):", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        above = lines[i - 1].strip() if i else ""
+        covered = any(whole for _, whole in stack)
+        if not above.startswith("#") and not covered:
+            missing.append(f"line {i + 1}: {line.strip()}")
+        stack.append((indent, above.startswith("# --")))
+    assert not missing, "values without a comment above them:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_engine_runs_once_recreated_with_its_state_volume(scenario: str) -> None:
+    manifests = render("helm3", scenario)
+    engine = deployments(manifests)["engine"]
+    assert engine["spec"]["replicas"] == 1
+    assert engine["spec"]["strategy"] == {"type": "Recreate"}
+    pod = engine["spec"]["template"]["spec"]
+    state = next(v for v in pod["volumes"] if v["name"] == "state")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "state")
+    state_path = env_of(manifests, "engine")["DYNPRICING_ENGINE_STATE_PATH"]
+    assert state_path == f"{mount['mountPath']}/bandit_stats.json"
+    values = yaml.safe_load(scenario_file(scenario).read_text()) or {}
+    persistence = values.get("engine", {}).get("persistence", {})
+    if persistence.get("enabled", True) is False:
+        assert "emptyDir" in state
+        assert not by_kind(manifests, "PersistentVolumeClaim")
+    elif persistence.get("existingClaim"):
+        assert state["persistentVolumeClaim"]["claimName"] == persistence["existingClaim"]
+        assert not by_kind(manifests, "PersistentVolumeClaim")
+    else:
+        pvc = one(manifests, "PersistentVolumeClaim")
+        assert state["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+        assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_pvc_takes_size_and_storage_class_from_values() -> None:
+    pvc = one(render("helm3", "full-values"), "PersistentVolumeClaim")
+    assert pvc["spec"]["storageClassName"] == "standard"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_services_get_only_contract_env_names(scenario: str) -> None:
+    manifests = render("helm3", scenario)
+    names = contract().env
+    for component in deployments(manifests):
+        env = env_of(manifests, component)
+        unknown = set(env) - names[component]
+        assert not unknown, f"{component}: names not in docs/interfaces.md: {sorted(unknown)}"
+        assert env[f"DYNPRICING_{component.upper()}_TOPICS__DEAD_LETTERS"] == (
+            "pricing_dead_letters"
+        )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pods_follow_the_restricted_profile_and_probe_http(scenario: str) -> None:
+    manifests = render("helm3", scenario)
+    pods = [d["spec"]["template"]["spec"] for d in by_kind(manifests, "Deployment")]
+    pods += [p["spec"] for p in by_kind(manifests, "Pod")]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        tmp = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/tmp")
+        assert any(v["name"] == tmp["name"] and "emptyDir" in v for v in pod["volumes"])
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["requests"]
+            assert container["resources"]["limits"]["memory"]
+    for deployment in by_kind(manifests, "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_config_change_changes_the_pod_template_checksum(tmp_path: Any) -> None:
+    helm = tool("helm3")
+    extra = tmp_path / "more.yaml"
+    extra.write_text("engine:\n  settings:\n    batchSize: 10\n")
+
+    def checksum(*values: Any) -> str:
+        args: list[Any] = [helm, "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1]]
+        for v in values:
+            args += ["--values", v]
+        result = run(args)
+        assert result.returncode == 0, result.stderr
+        engine = deployments([d for d in yaml.safe_load_all(result.stdout) if d])["engine"]
+        return str(engine["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum() != checksum(extra)
+
+
+def test_strimzi_cluster_is_kraft_with_a_dual_role_pool_and_every_topic() -> None:
+    manifests = render("helm3", "default-values")
+    kafka = one(manifests, "Kafka")
+    pool = one(manifests, "KafkaNodePool")
+    cluster = kafka["metadata"]["name"]
+    assert kafka["apiVersion"] == pool["apiVersion"] == "kafka.strimzi.io/v1"
+    assert sorted(pool["spec"]["roles"]) == ["broker", "controller"]
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+    topics = by_kind(manifests, "KafkaTopic")
+    assert {t["spec"]["topicName"] for t in topics} == {
+        "demand_events", "pricing_decisions", "pricing_outcomes", "pricing_dead_letters"
+    }
+    for topic in topics:
+        assert "_" not in topic["metadata"]["name"]
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+    bootstrap = env_of(manifests, "engine")["DYNPRICING_ENGINE_KAFKA__BOOTSTRAP_SERVERS"]
+    assert bootstrap == f"{cluster}-kafka-bootstrap.dynpricing.svc:9092"
+
+
+def test_scram_user_reaches_the_services_through_its_secret() -> None:
+    manifests = render("helm3", "full-values")
+    user = one(manifests, "KafkaUser")
+    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    listener = one(manifests, "Kafka")["spec"]["kafka"]["listeners"][0]
+    assert listener["authentication"]["type"] == "scram-sha-512"
+    assert listener["tls"] is True
+    for component in ("engine", "producer", "simulator"):
+        p = f"DYNPRICING_{component.upper()}_"
+        env = env_of(manifests, component)
+        assert env[p + "KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env[p + "KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env[p + "KAFKA__SASL_USERNAME"] == user["metadata"]["name"]
+        ref = env[p + "KAFKA__SASL_PASSWORD"]["secretKeyRef"]
+        assert ref == {"name": user["metadata"]["name"], "key": "password"}
+        assert env[p + "KAFKA__BOOTSTRAP_SERVERS"].endswith(":9094")
+
+
+def test_tls_user_mounts_the_cluster_ca_and_the_client_certificate() -> None:
+    manifests = render("helm3", "strimzi-tls-user-values")
+    user = one(manifests, "KafkaUser")
+    engine = deployments(manifests)["engine"]["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in engine["volumes"] if "secret" in v}
+    cluster = one(manifests, "Kafka")["metadata"]["name"]
+    assert secrets == {"kafka-ca": f"{cluster}-cluster-ca-cert",
+                       "kafka-user": user["metadata"]["name"]}
+    env = env_of(manifests, "engine")
+    assert env["DYNPRICING_ENGINE_KAFKA__SECURITY_PROTOCOL"] == "SSL"
+    mounts = {m["name"]: m["mountPath"] for m in engine["containers"][0]["volumeMounts"]}
+    assert env["DYNPRICING_ENGINE_KAFKA__SSL_CA_LOCATION"].startswith(mounts["kafka-ca"])
+    assert env["DYNPRICING_ENGINE_KAFKA__SSL_KEY_LOCATION"].startswith(mounts["kafka-user"])
+
+
+def test_external_kafka_renders_no_strimzi_objects() -> None:
+    manifests = render("helm3", "external-kafka-values")
+    assert not [m for m in manifests if m["apiVersion"].startswith("kafka.strimzi.io")]
+    env = env_of(manifests, "engine")
+    assert env["DYNPRICING_ENGINE_KAFKA__BOOTSTRAP_SERVERS"].startswith("kafka-0.")
+    assert env["DYNPRICING_ENGINE_KAFKA__SASL_PASSWORD"]["secretKeyRef"] == {
+        "name": "dynpricing-kafka", "key": "password"}
+    assert "simulator" not in deployments(manifests)
+
+
+def test_external_kafka_without_a_bootstrap_address_fails_to_render() -> None:
+    result = run([tool("helm3"), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1],
+                  "--set", "kafka.strimzi.enabled=false"])
+    assert result.returncode != 0
+    assert "kafka.external.bootstrapServers is required" in result.stderr
+
+
+def test_monitoring_objects_follow_values_not_capabilities() -> None:
+    default = render("helm3", "default-values")
+    full = render("helm3", "full-values")
+    for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget"):
+        assert not by_kind(default, kind), kind
+        assert by_kind(full, kind), kind
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert one(full, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    relabel = one(full, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"][0]
+    assert relabel["targetLabel"] == "component"
+
+
+def test_dashboards_ship_as_configmaps_for_the_grafana_sidecar() -> None:
+    full = render("helm3", "full-values")
+    cms = [c for c in by_kind(full, "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+    files = {p.name: p.read_text(encoding="utf-8") for p in (CHART / "dashboards").glob("*.json")}
+    shipped = {k: v for cm in cms for k, v in cm["data"].items()}
+    assert {k: json.loads(v) for k, v in shipped.items()} == {
+        k: json.loads(v) for k, v in files.items()}
+
+
+def test_prometheus_rule_carries_the_compose_rules_file() -> None:
+    rule = one(render("helm3", "full-values"), "PrometheusRule")
+    source = yaml.safe_load((CHART / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
+    assert rule["spec"]["groups"] == source["groups"]
+
+
+def test_helm_test_pod_checks_readyz_and_metrics() -> None:
+    manifests = render("helm3", "default-values")
+    pod = one(manifests, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = " ".join(pod["spec"]["containers"][0]["command"])
+    assert "/readyz" in script
+    assert "/metrics" in script
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_selectors_use_only_name_instance_and_component(scenario: str) -> None:
+    allowed = {"app.kubernetes.io/name", "app.kubernetes.io/instance",
+               "app.kubernetes.io/component"}
+    manifests = render("helm3", scenario)
+    for d in by_kind(manifests, "Deployment"):
+        assert set(d["spec"]["selector"]["matchLabels"]) == allowed
+    for s in by_kind(manifests, "Service"):
+        assert set(s["spec"]["selector"]) == allowed
+    for m in manifests:
+        assert len(m["metadata"]["name"]) <= 63
+
+
+def test_notes_render_for_every_scenario() -> None:
+    for scenario in SCENARIOS:
+        text = render_text("helm3", scenario)
+        assert text  # NOTES.txt errors fail `helm template`; the objects are checked above
+    assert (CHART / "templates" / "NOTES.txt").is_file()
+
+
+def test_components_can_be_switched_off() -> None:
+    names = set(deployments(render("helm3", "strimzi-tls-user-values")))
+    assert names == {"engine", "simulator"}
+    assert set(SERVICES) == set(deployments(render("helm3", "default-values")))
