@@ -112,10 +112,16 @@ def scenario_file(scenario: str) -> Path:
 def _render_text(helm: str, scenario: str, kube_version: str) -> str:
     result = run(
         [
-            tool(helm), "template", RELEASE, CHART,
-            "--namespace", NAMESPACE,
-            "--kube-version", kube_version,
-            "--values", scenario_file(scenario),
+            tool(helm),
+            "template",
+            RELEASE,
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            kube_version,
+            "--values",
+            scenario_file(scenario),
         ]
     )
     assert result.returncode == 0, f"{helm} template {scenario} failed:\n{result.stderr}"
@@ -231,8 +237,24 @@ def contract() -> Contract:
 _GROUPING = re.compile(
     r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
 )
-_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right",
-                       "offset", "bool", "and", "or", "unless", "inf", "nan", "atan2"})
+_KEYWORDS = frozenset(
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "offset",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "inf",
+        "nan",
+        "atan2",
+    }
+)
 _IDENT = re.compile(r"(?<![\w.:$])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\()?")
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 

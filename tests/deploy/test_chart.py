@@ -57,8 +57,16 @@ def deployments(manifests: list[Manifest]) -> dict[str, Manifest]:
 def test_chart_lints_strictly(helm: str, scenario: str) -> None:
     for kube_version in KUBE_VERSIONS:
         result = run(
-            [tool(helm), "lint", "--strict", CHART, "--values", scenario_file(scenario),
-             "--kube-version", kube_version]
+            [
+                tool(helm),
+                "lint",
+                "--strict",
+                CHART,
+                "--values",
+                scenario_file(scenario),
+                "--kube-version",
+                kube_version,
+            ]
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -75,11 +83,22 @@ def test_every_scenario_is_covered() -> None:
 @pytest.mark.parametrize("helm", HELM_MAJORS)
 def test_values_schema_rejects_unknown_and_invalid_values(helm: str) -> None:
     for bad in ("engine.replicas=2", "engine.settings.objective=profit", "typo=1"):
-        result = run([tool(helm), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1],
-                      "--set", bad])
+        result = run(
+            [tool(helm), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1], "--set", bad]
+        )
         assert result.returncode != 0, f"--set {bad} was accepted"
-    ok = run([tool(helm), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1],
-              "--set", "global.anything=1"])
+    ok = run(
+        [
+            tool(helm),
+            "template",
+            "x",
+            CHART,
+            "--kube-version",
+            KUBE_VERSIONS[-1],
+            "--set",
+            "global.anything=1",
+        ]
+    )
     assert ok.returncode == 0, ok.stderr
 
 
@@ -207,7 +226,10 @@ def test_strimzi_cluster_is_kraft_with_a_dual_role_pool_and_every_topic() -> Non
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == cluster
     topics = by_kind(manifests, "KafkaTopic")
     assert {t["spec"]["topicName"] for t in topics} == {
-        "demand_events", "pricing_decisions", "pricing_outcomes", "pricing_dead_letters"
+        "demand_events",
+        "pricing_decisions",
+        "pricing_outcomes",
+        "pricing_dead_letters",
     }
     for topic in topics:
         assert "_" not in topic["metadata"]["name"]
@@ -240,8 +262,10 @@ def test_tls_user_mounts_the_cluster_ca_and_the_client_certificate() -> None:
     engine = deployments(manifests)["engine"]["spec"]["template"]["spec"]
     secrets = {v["name"]: v["secret"]["secretName"] for v in engine["volumes"] if "secret" in v}
     cluster = one(manifests, "Kafka")["metadata"]["name"]
-    assert secrets == {"kafka-ca": f"{cluster}-cluster-ca-cert",
-                       "kafka-user": user["metadata"]["name"]}
+    assert secrets == {
+        "kafka-ca": f"{cluster}-cluster-ca-cert",
+        "kafka-user": user["metadata"]["name"],
+    }
     env = env_of(manifests, "engine")
     assert env["DYNPRICING_ENGINE_KAFKA__SECURITY_PROTOCOL"] == "SSL"
     mounts = {m["name"]: m["mountPath"] for m in engine["containers"][0]["volumeMounts"]}
@@ -255,13 +279,25 @@ def test_external_kafka_renders_no_strimzi_objects() -> None:
     env = env_of(manifests, "engine")
     assert env["DYNPRICING_ENGINE_KAFKA__BOOTSTRAP_SERVERS"].startswith("kafka-0.")
     assert env["DYNPRICING_ENGINE_KAFKA__SASL_PASSWORD"]["secretKeyRef"] == {
-        "name": "dynpricing-kafka", "key": "password"}
+        "name": "dynpricing-kafka",
+        "key": "password",
+    }
     assert "simulator" not in deployments(manifests)
 
 
 def test_external_kafka_without_a_bootstrap_address_fails_to_render() -> None:
-    result = run([tool("helm3"), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1],
-                  "--set", "kafka.strimzi.enabled=false"])
+    result = run(
+        [
+            tool("helm3"),
+            "template",
+            "x",
+            CHART,
+            "--kube-version",
+            KUBE_VERSIONS[-1],
+            "--set",
+            "kafka.strimzi.enabled=false",
+        ]
+    )
     assert result.returncode != 0
     assert "kafka.external.bootstrapServers is required" in result.stderr
 
@@ -284,7 +320,8 @@ def test_dashboards_ship_as_configmaps_for_the_grafana_sidecar() -> None:
     files = {p.name: p.read_text(encoding="utf-8") for p in (CHART / "dashboards").glob("*.json")}
     shipped = {k: v for cm in cms for k, v in cm["data"].items()}
     assert {k: json.loads(v) for k, v in shipped.items()} == {
-        k: json.loads(v) for k, v in files.items()}
+        k: json.loads(v) for k, v in files.items()
+    }
 
 
 def test_prometheus_rule_carries_the_compose_rules_file() -> None:
@@ -304,8 +341,11 @@ def test_helm_test_pod_checks_readyz_and_metrics() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_selectors_use_only_name_instance_and_component(scenario: str) -> None:
-    allowed = {"app.kubernetes.io/name", "app.kubernetes.io/instance",
-               "app.kubernetes.io/component"}
+    allowed = {
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+    }
     manifests = render("helm3", scenario)
     for d in by_kind(manifests, "Deployment"):
         assert set(d["spec"]["selector"]["matchLabels"]) == allowed
