@@ -1,0 +1,232 @@
+"""docker-compose.yml, the Dockerfile and skaffold.yaml, offline.
+
+The compose file validates against the vendored Compose Specification schema and
+uses the contract's variable names and ports; the Dockerfile lints with hadolint
+and has one target per service; skaffold builds each artifact from a Dockerfile
+target that exists and injects each image into the chart's values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.deploy.support import CHART, REPO, SERVICES, contract, run, tool
+
+SCHEMA = REPO / "tests" / "deploy" / "schemas" / "compose-spec.json"
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8")))
+
+
+def skaffold_docs() -> list[dict[str, Any]]:
+    text = (REPO / "skaffold.yaml").read_text(encoding="utf-8")
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """Stage name -> its instructions (continuation lines joined)."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    stages: dict[str, list[str]] = {}
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.IGNORECASE)
+        if match:
+            current = match.group(1)
+            stages[current] = []
+        elif current:
+            stages[current].append(line)
+    return stages
+
+
+# --- compose ------------------------------------------------------------------
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = [
+        f"/{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(compose())
+    ]
+    assert not errors, "\n".join(errors)
+
+
+def test_compose_schema_check_catches_a_misspelt_key() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    bad = compose()
+    bad["services"]["engine"]["enviroment"] = {}
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(bad))
+
+
+def test_compose_runs_kafka_topics_services_prometheus_and_grafana() -> None:
+    services = compose()["services"]
+    assert set(services) >= {"kafka", "kafka-topics", *SERVICES, "prometheus", "grafana"}
+    kafka_image = services["kafka"]["image"]
+    assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", kafka_image), kafka_image
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    topics_script = " ".join(services["kafka-topics"]["command"])
+    for topic in ("demand_events", "pricing_decisions", "pricing_outcomes", "pricing_dead_letters"):
+        assert topic in topics_script
+    for name, svc in services.items():
+        assert ":" in svc["image"], name
+        assert not svc["image"].endswith(":latest"), name
+
+
+def test_compose_services_use_contract_names_and_ports() -> None:
+    services = compose()["services"]
+    c = contract()
+    for name in SERVICES:
+        svc = services[name]
+        assert svc["build"]["target"] == name
+        env = svc["environment"]
+        assert set(env) <= c.env[name], sorted(set(env) - c.env[name])
+        port = int(env[f"DYNPRICING_{name.upper()}_HTTP_PORT"])
+        assert port == c.ports[name]
+        assert f"127.0.0.1:{port}:{port}" in svc["ports"]
+        assert svc["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_keeps_engine_state_on_a_volume() -> None:
+    doc = compose()
+    engine = doc["services"]["engine"]
+    state = engine["environment"]["DYNPRICING_ENGINE_STATE_PATH"]
+    volume, _, target = next(
+        v for v in engine["volumes"] if v.startswith("engine-state:")
+    ).partition(":")
+    assert state.startswith(target + "/")
+    assert volume in doc["volumes"]
+
+
+def test_compose_mounts_the_charts_monitoring_files() -> None:
+    services = compose()["services"]
+    mounts = services["prometheus"]["volumes"] + services["grafana"]["volumes"]
+    sources = {m.split(":")[0] for m in mounts if m.startswith("./")}
+    assert {
+        "./charts/dynamic-pricing/prometheus/prometheus.yml",
+        "./charts/dynamic-pricing/prometheus/alerts.yml",
+        "./charts/dynamic-pricing/dashboards",
+        "./charts/dynamic-pricing/grafana/datasources.yml",
+        "./charts/dynamic-pricing/grafana/dashboards.yml",
+    } <= sources
+    for source in sources:
+        assert (REPO / source).exists(), source
+    datasources = yaml.safe_load((CHART / "grafana" / "datasources.yml").read_text())
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+# --- Dockerfile -----------------------------------------------------------------
+
+
+@pytest.mark.tools
+def test_dockerfile_lints_clean_with_hadolint() -> None:
+    result = run([tool("hadolint"), "--failure-threshold", "info", DOCKERFILE])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_has_one_target_per_service_running_it() -> None:
+    stages = dockerfile_stages()
+    for name in SERVICES:
+        instructions = stages[name]
+        assert f'CMD ["{name}"]' in instructions
+        health = next(i for i in instructions if i.startswith("HEALTHCHECK"))
+        assert "python" in health
+        assert "/healthz" in health
+        assert "curl" not in health
+        port = contract().ports[name]
+        assert f"EXPOSE {port}" in instructions
+        assert f"DYNPRICING_{name.upper()}_HTTP_PORT={port}" in " ".join(instructions)
+    runtime = stages["runtime"]
+    assert 'ENTRYPOINT ["dynpricing"]' in runtime
+    assert any(re.fullmatch(r"USER 10001(:10001)?", i) for i in runtime)
+
+
+def test_dockerfile_pins_a_slim_python_base_and_installs_with_constraints() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base, "no pinned base image argument"
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+", base.group(1)), base.group(1)
+    assert "--constraint constraints.txt" in text
+    final = {k: v for k, v in dockerfile_stages().items() if k != "build"}
+    for name, instructions in final.items():
+        joined = " ".join(instructions)
+        for compiler in ("gcc", "build-essential", "g++", "clang"):
+            assert compiler not in joined, f"{name} installs {compiler}"
+
+
+def test_dockerignore_keeps_the_build_context_to_what_the_image_installs() -> None:
+    lines = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert next(x for x in lines if not x.startswith("#")) == "*"
+    allowed = {x[1:].rstrip("/") for x in lines if x.startswith("!")}
+    assert allowed == {"constraints.txt", "pyproject.toml", "README.md", "services"}
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.MULTILINE)
+    for sources in copied:
+        for source in sources.split():
+            assert source.rstrip("/") in allowed, source
+
+
+# --- skaffold -------------------------------------------------------------------
+
+
+def test_skaffold_uses_a_current_v4beta_schema() -> None:
+    for doc in skaffold_docs():
+        assert re.fullmatch(r"skaffold/v4beta(1[3-9]|[2-9]\d)", doc["apiVersion"]), doc[
+            "apiVersion"
+        ]
+        assert doc["kind"] == "Config"
+
+
+def test_skaffold_artifacts_build_existing_dockerfile_targets() -> None:
+    app = next(d for d in skaffold_docs() if d["metadata"]["name"] == "dynpricing")
+    stages = dockerfile_stages()
+    targets = {}
+    for artifact in app["build"]["artifacts"]:
+        assert artifact["docker"]["dockerfile"] == "Dockerfile"
+        assert artifact["docker"]["target"] in stages
+        targets[artifact["image"]] = artifact["docker"]["target"]
+    assert sorted(targets.values()) == sorted(SERVICES)
+
+
+def test_skaffold_injects_every_image_into_the_chart() -> None:
+    app = next(d for d in skaffold_docs() if d["metadata"]["name"] == "dynpricing")
+    release = app["deploy"]["helm"]["releases"][0]
+    assert (REPO / release["chartPath"]).resolve() == CHART
+    templates = release["setValueTemplates"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for artifact in app["build"]["artifacts"]:
+        key = re.sub(r"[^A-Za-z0-9]", "_", artifact["image"])
+        component = artifact["docker"]["target"]
+        assert templates[f"{component}.image.repository"] == f"{{{{.IMAGE_REPO_{key}}}}}"
+        assert templates[f"{component}.image.tag"] == f"{{{{.IMAGE_TAG_{key}}}}}"
+        assert {"repository", "tag"} <= set(values[component]["image"])
+
+
+def test_skaffold_app_requires_the_pinned_strimzi_operator() -> None:
+    docs = {d["metadata"]["name"]: d for d in skaffold_docs()}
+    app = docs["dynpricing"]
+    required = {c for r in app["requires"] for c in r["configs"]}
+    assert "strimzi-operator" in required
+    strimzi = docs["strimzi-operator"]["deploy"]["helm"]["releases"][0]
+    assert strimzi["remoteChart"].startswith("oci://")
+    assert re.fullmatch(r"1\.\d+\.\d+", strimzi["version"]), strimzi["version"]
+    chart_annotations = yaml.safe_load((CHART / "Chart.yaml").read_text())["annotations"]
+    assert chart_annotations["dynpricing.io/strimzi-version"] == strimzi["version"]
+
+
+def test_skaffold_has_a_kind_profile_using_existing_values() -> None:
+    app = next(d for d in skaffold_docs() if d["metadata"]["name"] == "dynpricing")
+    kind = next(p for p in app["profiles"] if p["name"] == "kind")
+    values_files = [v for p in kind["patches"] if "valuesFiles" in p["path"] for v in p["value"]]
+    assert values_files
+    for f in values_files:
+        assert (REPO / f).is_file(), f
