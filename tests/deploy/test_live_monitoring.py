@@ -1,0 +1,208 @@
+"""Live check: the dashboards and alerts work on the metrics the services really export.
+
+The three services run on the test broker; a real Prometheus (Debian's binary)
+scrapes them with docker-compose's scrape config, rewritten for the local
+ports, and loads the alert rules. Then every dashboard query runs through
+Prometheus's HTTP API and must return data, and every alert expression must
+evaluate, on series that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.support import (
+    CHART,
+    SERVICES,
+    dashboards,
+    grafana_to_promql,
+    metric_names,
+    panels,
+    tool,
+)
+from tests.integration.services_support import (
+    ServiceRunner,
+    Topics,
+    engine_settings,
+    produce_values,
+)
+from tests.kafka_support import free_port, wait_until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.tools]
+
+SCRAPE_INTERVAL = "1s"
+PROMETHEUS_START_S = 60.0
+DATA_DEADLINE_S = 120.0
+# Decisions expire fast and outcomes come late, so the expired-decision series exist.
+DECISION_TIMEOUT_S = 1.0
+OUTCOME_DELAY_MEAN_S = 0.5
+DEMAND_RATE = 200
+
+
+def prometheus_config(ports: dict[str, int], rules: Path) -> dict[str, Any]:
+    """docker-compose's scrape config with each target moved to its local port."""
+    config = yaml.safe_load((CHART / "prometheus" / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = SCRAPE_INTERVAL
+    config["global"]["evaluation_interval"] = SCRAPE_INTERVAL
+    config["rule_files"] = [str(rules)]
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            component = static["labels"]["component"]
+            static["targets"] = [f"127.0.0.1:{ports[component]}"]
+    return dict(config)
+
+
+class PrometheusApi:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, **params: str) -> Any:
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - http://127.0.0.1
+            body = json.loads(resp.read())
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.get("/api/v1/query", query=expr)
+        assert data["resultType"] == "vector", data
+        return list(data["result"])
+
+    def has_data(self, expr: str) -> bool:
+        return bool(self.query(expr))
+
+
+@pytest.fixture
+def runner(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> Iterator[ServiceRunner]:
+    services = ServiceRunner(kafka_bootstrap, Topics.create(topic_factory), tmp_path)
+    yield services
+    services.stop_all()
+
+
+@pytest.fixture
+def prometheus(runner: ServiceRunner, tmp_path: Path) -> Iterator[PrometheusApi]:
+    binary = tool("prometheus")
+    engine = runner.start(
+        "engine",
+        **engine_settings(tmp_path, decision_timeout_s=DECISION_TIMEOUT_S, expired_as="reject"),
+    )
+    simulator = runner.start("simulator", seed=11, delay_mean_s=OUTCOME_DELAY_MEAN_S)
+    engine.wait_ready()
+    simulator.wait_ready()
+    producer = runner.start("producer", rate=DEMAND_RATE, seed=5)
+    producer.wait_ready()
+    # One unparseable event, so the dead-letter series exist.
+    produce_values(runner.bootstrap, runner.topics.demand, [(b"Airport", b"not json")])
+
+    ports = {s.name: s.port for s in (engine, simulator, producer)}
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(prometheus_config(ports, CHART / "prometheus" / "alerts.yml")))
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    api = PrometheusApi(port)
+    try:
+
+        def ready() -> bool | None:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"prometheus exited {proc.returncode}:\n"
+                    + (tmp_path / "prometheus.log").read_text(errors="replace")[-3000:]
+                )
+            try:
+                ready_url = f"{api.base}/-/ready"
+                with urllib.request.urlopen(ready_url, timeout=2) as resp:  # noqa: S310 - loopback
+                    return True if resp.status == 200 else None
+            except OSError:
+                return None
+
+        wait_until(ready, deadline_s=PROMETHEUS_START_S, what="prometheus ready")
+        yield api
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+        log.close()
+
+
+def dashboard_targets() -> dict[str, list[tuple[str, str]]]:
+    """Panel -> its (refId, PromQL) pairs, Grafana variables filled in."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for file, dash in dashboards().items():
+        for panel in panels(dash):
+            out[f"{file}: {panel['title']}"] = [
+                (t["refId"], grafana_to_promql(t["expr"])) for t in panel["targets"]
+            ]
+    return out
+
+
+def alert_exprs() -> dict[str, str]:
+    groups = yaml.safe_load((CHART / "prometheus" / "alerts.yml").read_text())["groups"]
+    return {r["alert"]: r["expr"] for g in groups for r in g["rules"] if "alert" in r}
+
+
+def test_every_dashboard_panel_and_alert_works_on_live_metrics(
+    prometheus: PrometheusApi,
+) -> None:
+    def all_targets_up() -> bool | None:
+        found = {r["metric"]["component"] for r in prometheus.query("up == 1")}
+        return True if found >= set(SERVICES) else None
+
+    wait_until(all_targets_up, deadline_s=DATA_DEADLINE_S, what="all three targets up")
+
+    targets = dashboard_targets()
+    missing: list[str] = []
+
+    def every_target_has_data() -> bool | None:
+        missing.clear()
+        for panel, queries in targets.items():
+            for ref, expr in queries:
+                if not prometheus.has_data(expr):
+                    missing.append(f"{panel} [{ref}]: {expr}")
+        return True if not missing else None
+
+    try:
+        wait_until(every_target_has_data, deadline_s=DATA_DEADLINE_S, what="every panel's data")
+    except AssertionError:
+        pytest.fail("dashboard queries without data:\n" + "\n".join(missing))
+
+    locations = prometheus.get(
+        "/api/v1/label/location/values", **{"match[]": "dynpricing_decisions_total"}
+    )
+    assert locations, "the dashboard's location variable would be empty"
+
+    for name, expr in alert_exprs().items():
+        prometheus.query(expr)  # evaluates without error
+        for metric in metric_names(expr):
+            assert prometheus.has_data(f"count({metric})"), f"{name}: no {metric} series"
+    assert not prometheus.query(alert_exprs()["DynpricingEngineDown"]), "engine reported down"
+
+    rules = prometheus.get("/api/v1/rules")
+    loaded = {r["name"]: r for g in rules["groups"] for r in g["rules"]}
+    assert set(loaded) == set(alert_exprs())
+    unhealthy = {n: r.get("lastError") for n, r in loaded.items() if r["health"] != "ok"}
+    assert not unhealthy, unhealthy
