@@ -93,10 +93,10 @@ def runner(
 @pytest.fixture
 def prometheus(runner: ServiceRunner, tmp_path: Path) -> Iterator[PrometheusApi]:
     binary = tool("prometheus")
-    engine = runner.start(
-        "engine",
-        **engine_settings(tmp_path, decision_timeout_s=DECISION_TIMEOUT_S, expired_as="reject"),
+    settings: dict[str, Any] = engine_settings(
+        tmp_path, decision_timeout_s=DECISION_TIMEOUT_S, expired_as="reject"
     )
+    engine = runner.start("engine", **settings)
     simulator = runner.start("simulator", seed=11, delay_mean_s=OUTCOME_DELAY_MEAN_S)
     engine.wait_ready()
     simulator.wait_ready()
