@@ -97,7 +97,10 @@ def _load_object(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(value).__name__}")
     version = value.get("schema_version", 1)
-    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+    # Type first: a list or object is unhashable and would break the set lookup.
+    if isinstance(version, bool) or not isinstance(version, int | float) or (
+        version not in SUPPORTED_VERSIONS
+    ):
         raise InvalidEvent("unsupported_schema_version", f"schema_version {version!r}")
     return value
 
@@ -159,7 +162,7 @@ def parse_demand(raw: bytes | None, *, fallback_id: str) -> DemandEvent:
         location=_text(obj, "location"),
         active_requests=_count(obj, "active_requests"),
         available_drivers=_count(obj, "available_drivers"),
-        schema_version=version,
+        schema_version=int(version),
     )
 
 
@@ -184,11 +187,15 @@ def _context_of(obj: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _multiplier(obj: dict[str, Any]) -> float | None:
-    value = obj.get("price_multiplier", obj.get("chosen_price"))
+    value = obj.get("price_multiplier")
+    if value is None:  # absent or null: the original design's name carries it
+        value = obj.get("chosen_price")
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidEvent("invalid_field", f"price multiplier must be a number, got {value!r}")
+    if value <= 0:
+        raise InvalidEvent("invalid_field", f"price multiplier must be positive, got {value!r}")
     return float(value)
 
 

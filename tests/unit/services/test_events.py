@@ -1,0 +1,421 @@
+"""The edge: bytes become frozen events or an InvalidEvent with a known reason, nothing else."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dynpricing import events
+from dynpricing.events import (
+    REASONS,
+    Decision,
+    DemandEvent,
+    InvalidEvent,
+    Origin,
+    Outcome,
+    encode_dead_letter,
+    encode_decision,
+    encode_demand,
+    encode_outcome,
+    parse_decision,
+    parse_demand,
+    parse_outcome,
+)
+
+FALLBACK_ID = "0-17"
+VALID_DEMAND: dict[str, Any] = {
+    "schema_version": 2,
+    "event_id": "evt-1",
+    "timestamp": 1_700_000_000.25,
+    "location": "Airport",
+    "active_requests": 30,
+    "available_drivers": 12,
+}
+VALID_OUTCOME: dict[str, Any] = {
+    "schema_version": 2,
+    "decision_id": "0-17-evt-1",
+    "timestamp": 1_700_000_001.0,
+    "accepted": True,
+}
+
+
+def _json(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def _demand(**changes: Any) -> bytes:
+    return _json({**VALID_DEMAND, **changes})
+
+
+def _without(base: dict[str, Any], name: str) -> bytes:
+    return _json({k: v for k, v in base.items() if k != name})
+
+
+def _reason_of_demand(raw: bytes | None) -> str:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_demand(raw, fallback_id=FALLBACK_ID)
+    return caught.value.reason
+
+
+def _reason_of_outcome(raw: bytes | None) -> str:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_outcome(raw)
+    return caught.value.reason
+
+
+# ---- demand events ---------------------------------------------------------------------
+
+
+def test_a_version_2_demand_event_becomes_a_frozen_event_with_every_field() -> None:
+    event = parse_demand(_demand(), fallback_id=FALLBACK_ID)
+    assert event == DemandEvent("evt-1", 1_700_000_000.25, "Airport", 30, 12, schema_version=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.location = "Downtown"  # type: ignore[misc]
+
+
+def test_original_design_demand_event_without_version_with_weather_and_int_time_is_accepted() -> (
+    None
+):
+    raw = _json(
+        {
+            "timestamp": 1_700_000_000,
+            "location": "Downtown",
+            "active_requests": 5,
+            "available_drivers": 9,
+            "weather": "rain",
+        }
+    )
+    event = parse_demand(raw, fallback_id=FALLBACK_ID)
+    assert event.schema_version == 1
+    assert event.event_id == FALLBACK_ID
+    assert event.timestamp == 1_700_000_000.0
+    assert isinstance(event.timestamp, float)
+    assert (event.location, event.active_requests, event.available_drivers) == ("Downtown", 5, 9)
+
+
+def test_a_version_1_event_keeps_its_own_event_id_and_an_integer_id_becomes_text() -> None:
+    raw = _json({k: v for k, v in VALID_DEMAND.items() if k != "schema_version"} | {"event_id": 7})
+    assert parse_demand(raw, fallback_id=FALLBACK_ID).event_id == "7"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "seconds"),
+    [
+        ("2024-01-01T00:00:00Z", 1_704_067_200.0),
+        ("2024-01-01T01:00:00+01:00", 1_704_067_200.0),
+        ("2024-01-01T00:00:00.5+00:00", 1_704_067_200.5),
+        (1_704_067_200, 1_704_067_200.0),
+        (0, 0.0),
+    ],
+)
+def test_timestamps_are_unix_seconds_or_iso_8601_with_a_time_zone(
+    timestamp: Any, seconds: float
+) -> None:
+    assert parse_demand(_demand(timestamp=timestamp), fallback_id=FALLBACK_ID).timestamp == seconds
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "not_json"),
+        (b"", "not_json"),
+        (b"{not json", "not_json"),
+        (b"\xff\xfe", "not_json"),
+        (b'"a string"', "not_an_object"),
+        (b"[1, 2]", "not_an_object"),
+        (b"null", "not_an_object"),
+        (_demand(schema_version=3), "unsupported_schema_version"),
+        (_demand(schema_version="2"), "unsupported_schema_version"),
+        (_demand(schema_version=True), "unsupported_schema_version"),
+        (_demand(schema_version=None), "unsupported_schema_version"),
+        (_demand(schema_version=[2]), "unsupported_schema_version"),
+        (_demand(schema_version={"major": 2}), "unsupported_schema_version"),
+        (_without(VALID_DEMAND, "event_id"), "missing_field"),
+        (_without(VALID_DEMAND, "timestamp"), "missing_field"),
+        (_without(VALID_DEMAND, "location"), "missing_field"),
+        (_without(VALID_DEMAND, "active_requests"), "missing_field"),
+        (_without(VALID_DEMAND, "available_drivers"), "missing_field"),
+        (_demand(active_requests=-1), "invalid_field"),
+        (_demand(available_drivers=-3), "invalid_field"),
+        (_demand(active_requests=2.5), "invalid_field"),
+        (_demand(active_requests="3"), "invalid_field"),
+        (_demand(available_drivers=True), "invalid_field"),
+        (_demand(location=""), "invalid_field"),
+        (_demand(location="x" * 129), "invalid_field"),
+        (_demand(location=["Airport"]), "invalid_field"),
+        (_demand(event_id=1.5), "invalid_field"),
+        (_demand(event_id=None), "missing_field"),
+        (_demand(timestamp=-1), "invalid_field"),
+        (_demand(timestamp=True), "invalid_field"),
+        (_demand(timestamp="yesterday"), "invalid_field"),
+        (_demand(timestamp="2024-01-01T00:00:00"), "invalid_field"),
+        (_demand(timestamp=[1]), "invalid_field"),
+    ],
+)
+def test_bad_demand_is_refused_with_the_reason_the_dead_letter_will_carry(
+    raw: bytes | None, reason: str
+) -> None:
+    assert _reason_of_demand(raw) == reason
+
+
+def test_an_invalid_event_names_its_reason_and_detail_in_the_message() -> None:
+    with pytest.raises(InvalidEvent, match=r"^invalid_field: 'active_requests' must not be neg"):
+        parse_demand(_demand(active_requests=-1), fallback_id=FALLBACK_ID)
+
+
+def test_a_location_of_exactly_the_maximum_length_is_accepted() -> None:
+    location = "é" * events.MAX_LOCATION_LENGTH
+    assert parse_demand(_demand(location=location), fallback_id=FALLBACK_ID).location == location
+
+
+# ---- outcomes --------------------------------------------------------------------------
+
+
+def test_a_minimal_outcome_names_only_the_decision_and_carries_no_context() -> None:
+    outcome = parse_outcome(_json(VALID_OUTCOME))
+    assert outcome == Outcome("0-17-evt-1", 1_700_000_001.0, True)
+
+
+def test_original_design_outcome_with_context_list_price_and_revenue_is_accepted() -> None:
+    raw = _json(
+        {
+            "decision_id": "d-42",
+            "timestamp": 1_700_000_000,
+            "context": ["Airport", "high"],
+            "chosen_price": 1.5,
+            "accepted": False,
+            "revenue": 0.0,
+        }
+    )
+    assert parse_outcome(raw) == Outcome("d-42", 1_700_000_000.0, False, "Airport", "high", 1.5)
+
+
+def test_an_outcome_may_name_its_context_in_separate_fields_and_its_price_as_multiplier() -> None:
+    raw = _json(
+        VALID_OUTCOME
+        | {"location": "Downtown", "demand_level": "low", "price_multiplier": 2, "weather": "sun"}
+    )
+    outcome = parse_outcome(raw)
+    assert (outcome.location, outcome.demand_level, outcome.price_multiplier) == (
+        "Downtown",
+        "low",
+        2.0,
+    )
+
+
+def test_a_null_price_multiplier_falls_back_to_the_original_chosen_price() -> None:
+    raw = _json(VALID_OUTCOME | {"price_multiplier": None, "chosen_price": 1.2})
+    assert parse_outcome(raw).price_multiplier == 1.2
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"accepted", "not_json"),
+        (b"true", "not_an_object"),
+        (_json(VALID_OUTCOME | {"schema_version": 9}), "unsupported_schema_version"),
+        (_without(VALID_OUTCOME, "decision_id"), "missing_field"),
+        (_without(VALID_OUTCOME, "timestamp"), "missing_field"),
+        (_without(VALID_OUTCOME, "accepted"), "missing_field"),
+        (_json(VALID_OUTCOME | {"decision_id": ""}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"decision_id": 17}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"accepted": 1}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"accepted": "true"}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"context": ["Airport"]}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"context": ["Airport", "high", "x"]}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"context": "Airport|high"}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"context": ["Airport", 2]}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"context": ["Airport", "extreme"]}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"location": "A", "demand_level": "HIGH"}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"chosen_price": "1.5"}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"chosen_price": True}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"chosen_price": -1.5}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"price_multiplier": 0}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"timestamp": "soon"}), "invalid_field"),
+    ],
+)
+def test_bad_outcomes_are_refused_with_a_reason(raw: bytes, reason: str) -> None:
+    assert _reason_of_outcome(raw) == reason
+
+
+# ---- decisions -------------------------------------------------------------------------
+
+DECISION = Decision(
+    decision_id="0-17-evt-1",
+    event_id="evt-1",
+    timestamp=1_700_000_000.5,
+    event_timestamp=1_700_000_000.25,
+    location="Airport",
+    demand_level="high",
+    price_multiplier=1.5,
+    price=18.75,
+    propensity=0.625,
+    policy="thompson",
+    model_version="thompson:120",
+)
+
+
+def test_a_decision_carries_the_original_design_names_next_to_the_new_ones() -> None:
+    body = orjson.loads(encode_decision(DECISION))
+    assert body["schema_version"] == events.DECISION_SCHEMA_VERSION
+    assert body["context"] == ["Airport", "high"]
+    assert body["chosen_price"] == body["price_multiplier"] == 1.5
+    assert body["location"] == "Airport"
+
+
+@pytest.mark.parametrize("price", [18.75, None])
+def test_a_published_decision_reads_back_unchanged(price: float | None) -> None:
+    decision = dataclasses.replace(DECISION, price=price)
+    assert parse_decision(encode_decision(decision)) == decision
+
+
+def test_an_outcome_the_simulator_publishes_reads_back_unchanged() -> None:
+    outcome = Outcome("d-1", 1_700_000_002.0, True, "Downtown", "medium", 1.2)
+    raw = encode_outcome(outcome, revenue=1.2)
+    assert orjson.loads(raw)["revenue"] == 1.2
+    assert parse_outcome(raw) == outcome
+
+
+def test_an_outcome_without_context_is_encoded_without_context_or_price() -> None:
+    body = orjson.loads(encode_outcome(Outcome("d-1", 3.0, False)))
+    assert body == {"schema_version": 2, "decision_id": "d-1", "timestamp": 3.0, "accepted": False}
+
+
+# ---- dead letters ----------------------------------------------------------------------
+
+
+def test_a_dead_letter_keeps_the_original_bytes_reason_and_source_coordinates() -> None:
+    raw = b'{"location": "Airport", "active_requests": -1}'
+    letter = orjson.loads(
+        encode_dead_letter(raw, "invalid_field", "negative", Origin("demand_events", 2, 41), 5.0)
+    )
+    assert base64.b64decode(letter["original_base64"]) == raw
+    assert letter["original_text"] == raw.decode()
+    assert (letter["reason"], letter["detail"]) == ("invalid_field", "negative")
+    assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (
+        "demand_events",
+        2,
+        41,
+    )
+    assert letter["timestamp"] == 5.0
+
+
+def test_a_dead_letter_of_binary_or_empty_input_has_no_text_but_exact_base64() -> None:
+    binary = orjson.loads(encode_dead_letter(b"\xff\x00", "not_json", "x", Origin("t", 0, 0), 1))
+    assert binary["original_text"] is None
+    assert base64.b64decode(binary["original_base64"]) == b"\xff\x00"
+    empty = orjson.loads(encode_dead_letter(None, "not_json", "x", Origin("t", 0, 0), 1))
+    assert (empty["original_base64"], empty["original_text"]) == ("", "")
+
+
+# ---- properties ------------------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["low", "medium", "high", "2024-01-01T00:00:00Z", "Airport"])
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+DEMAND_FIELDS = [*VALID_DEMAND, "weather"]
+OUTCOME_FIELDS = [
+    *VALID_OUTCOME,
+    "context",
+    "location",
+    "demand_level",
+    "chosen_price",
+    "price_multiplier",
+    "revenue",
+]
+
+
+def _mutated(base: dict[str, Any], names: list[str]) -> st.SearchStrategy[bytes]:
+    """A valid document with some fields replaced by arbitrary JSON and some removed."""
+    return st.builds(
+        lambda changes, dropped: _json(
+            {k: v for k, v in (base | changes).items() if k not in dropped}
+        ),
+        st.dictionaries(st.sampled_from(names), json_values, max_size=3),
+        st.sets(st.sampled_from(names), max_size=2),
+    )
+
+
+def _parses_or_refuses_with_a_known_reason(parse: Callable[[bytes], object], raw: bytes) -> None:
+    reason = None
+    try:
+        parse(raw)
+    except InvalidEvent as exc:  # any other exception fails the test
+        reason = exc.reason
+    assert reason is None or reason in REASONS
+
+
+@given(st.binary(max_size=200) | _mutated(VALID_DEMAND, DEMAND_FIELDS))
+def test_any_bytes_become_a_demand_event_or_an_invalid_event_with_a_known_reason(
+    raw: bytes,
+) -> None:
+    _parses_or_refuses_with_a_known_reason(lambda r: parse_demand(r, fallback_id="f"), raw)
+
+
+@given(st.binary(max_size=200) | _mutated(VALID_OUTCOME, OUTCOME_FIELDS))
+def test_any_bytes_become_an_outcome_or_an_invalid_event_with_a_known_reason(raw: bytes) -> None:
+    _parses_or_refuses_with_a_known_reason(parse_outcome, raw)
+
+
+@given(json_values)
+def test_any_json_value_becomes_an_event_or_an_invalid_event_with_a_known_reason(
+    value: Any,
+) -> None:
+    raw = _json(value)
+    _parses_or_refuses_with_a_known_reason(parse_outcome, raw)
+    _parses_or_refuses_with_a_known_reason(lambda r: parse_demand(r, fallback_id="f"), raw)
+
+
+demand_events = st.builds(
+    DemandEvent,
+    event_id=st.text(max_size=40),
+    timestamp=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    location=st.text(min_size=1, max_size=events.MAX_LOCATION_LENGTH),
+    active_requests=st.integers(min_value=0, max_value=2**63 - 1),
+    available_drivers=st.integers(min_value=0, max_value=2**63 - 1),
+)
+
+
+@given(demand_events)
+def test_every_valid_demand_event_round_trips_through_encode_and_parse(
+    event: DemandEvent,
+) -> None:
+    assert parse_demand(encode_demand(event), fallback_id="unused") == event
+
+
+decisions = st.builds(
+    Decision,
+    decision_id=st.text(min_size=1, max_size=events.MAX_LOCATION_LENGTH),
+    event_id=st.text(max_size=20),
+    timestamp=st.floats(min_value=0, max_value=4e9),
+    event_timestamp=st.floats(min_value=0, max_value=4e9),
+    location=st.text(min_size=1, max_size=events.MAX_LOCATION_LENGTH),
+    demand_level=st.sampled_from(["low", "medium", "high"]),
+    price_multiplier=st.floats(min_value=0.01, max_value=100),
+    price=st.none() | st.floats(min_value=0, max_value=1e6),
+    propensity=st.floats(min_value=1e-6, max_value=1),
+    policy=st.text(max_size=10),
+    model_version=st.text(max_size=10),
+)
+
+
+@given(decisions)
+def test_every_decision_the_engine_publishes_reads_back_unchanged(decision: Decision) -> None:
+    assert parse_decision(encode_decision(decision)) == decision
