@@ -23,6 +23,7 @@ import yaml
 from tests.deploy.support import (
     CHART,
     SERVICES,
+    contract,
     dashboards,
     grafana_to_promql,
     metric_names,
@@ -163,6 +164,32 @@ def dashboard_targets() -> dict[str, list[tuple[str, str]]]:
 def alert_exprs() -> dict[str, str]:
     groups = yaml.safe_load((CHART / "prometheus" / "alerts.yml").read_text())["groups"]
     return {r["alert"]: r["expr"] for g in groups for r in g["rules"] if "alert" in r}
+
+
+def exported_types(runner: ServiceRunner) -> dict[str, str]:
+    """Metric name -> type, from the ``# TYPE`` lines of every running service."""
+    types: dict[str, str] = {}
+    for service in runner.started:
+        status, body = service.get("/metrics")
+        assert status == 200, service.name
+        for line in body.decode().splitlines():
+            if line.startswith("# TYPE dynpricing_"):
+                _, _, name, kind = line.split()
+                types[name] = kind
+    return types
+
+
+def test_services_export_every_contract_metric_with_its_type(
+    prometheus: PrometheusApi, runner: ServiceRunner
+) -> None:
+    exported = exported_types(runner)
+    promised = contract().metrics
+    wrong = {
+        name: exported.get(name, "missing")
+        for name, kind in promised.items()
+        if exported.get(name) != kind
+    }
+    assert not wrong, f"docs/interfaces.md promises these, the services export: {wrong}"
 
 
 def test_every_dashboard_panel_and_alert_works_on_live_metrics(
