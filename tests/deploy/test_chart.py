@@ -366,3 +366,14 @@ def test_components_can_be_switched_off() -> None:
     names = set(deployments(render("helm3", "strimzi-tls-user-values")))
     assert names == {"engine", "simulator"}
     assert set(SERVICES) == set(deployments(render("helm3", "default-values")))
+
+
+@pytest.mark.parametrize("helm", HELM_MAJORS)
+def test_helm_binaries_are_the_pinned_versions(helm: str) -> None:
+    makefile = (CHART.parents[1] / "tools" / "deploy.mk").read_text(encoding="utf-8")
+    pinned = re.search(rf"^{helm.upper()}_VERSION\s*:=\s*(v\S+)$", makefile, re.MULTILINE)
+    assert pinned, f"{helm.upper()}_VERSION missing from tools/deploy.mk"
+    major_minor = ".".join(pinned.group(1).split(".")[:2])
+    result = run([tool(helm), "version", "--short"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(major_minor), (result.stdout, pinned.group(1))
