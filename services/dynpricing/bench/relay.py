@@ -1,0 +1,56 @@
+"""The pass-through relay: the engine's Kafka clients and loop with no pricing at all.
+
+It consumes the demand topic with ``make_consumer`` and republishes every value
+unchanged with ``make_producer`` and ``produce``, in batches of the engine's
+size, so engine / relay isolates what pricing costs on top of Kafka I/O.
+Run as ``python -m dynpricing.bench.relay BOOTSTRAP SOURCE TARGET COUNT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from dynpricing.bench.kafka_env import unique
+from dynpricing.kafka_io import DeliveryTracker, flush, make_consumer, make_producer, produce
+from dynpricing.settings import EngineSettings, KafkaSettings
+
+
+def relay(bootstrap: str, source: str, target: str, count: int) -> int:
+    """Republish ``count`` messages of ``source`` to ``target``; returns how many it did."""
+    defaults = EngineSettings()
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    consumer = make_consumer(kafka, unique("bench-relay"), "bench-relay")
+    producer = make_producer(kafka, "bench-relay")
+    tracker = DeliveryTracker()
+    consumer.subscribe([source])
+    done = 0
+    try:
+        while done < count:
+            for msg in consumer.consume(defaults.batch_size, defaults.poll_timeout_s):
+                value = msg.value()
+                if msg.error() is not None or value is None:
+                    continue
+                produce(producer, target, value, msg.key(), tracker)
+                done += 1
+            producer.poll(0)
+        flush(producer, tracker)
+    finally:
+        consumer.close()
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dynpricing.bench.relay")
+    parser.add_argument("bootstrap")
+    parser.add_argument("source")
+    parser.add_argument("target")
+    parser.add_argument("count", type=int)
+    args = parser.parse_args(argv)
+    relay(args.bootstrap, args.source, args.target, args.count)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
