@@ -1,7 +1,9 @@
 """A seeded model of how requests and drivers evolve per location.
 
 Each location has a daily pattern (a sinusoid over ``day_length_s``, phase
-shifted per location), noise per event, and occasional bursts. The
+shifted per location), noise per event, and occasional bursts that start at
+random moments in time (``burst_probability`` per second, per location) and
+last ``BURST_DURATION_S``. The
 requests/drivers ratio is log-normal around the pattern, wide enough that low,
 medium and high demand all occur within seconds of any run. Pure: time and
 randomness are passed in.
@@ -46,13 +48,14 @@ class DemandModel:
         self.day_length_s = day_length_s
         self.burst_probability = burst_probability
         self._burst_until = dict.fromkeys(locations, -math.inf)
+        self._last_seen = dict.fromkeys(locations, 0.0)
         self._phase = {loc: 2 * math.pi * i / len(locations) for i, loc in enumerate(locations)}
         self._next = 0
 
     def sample(self, elapsed_s: float) -> DemandSample:
         location = self.locations[self._next]
         self._next = (self._next + 1) % len(self.locations)
-        if self.rng.random() < self.burst_probability:
+        if self.rng.random() < self._burst_chance(location, elapsed_s):
             self._burst_until[location] = elapsed_s + BURST_DURATION_S
         pattern = PATTERN_AMPLITUDE * math.sin(
             2 * math.pi * elapsed_s / self.day_length_s + self._phase[location]
@@ -63,3 +66,9 @@ class DemandModel:
         drivers = int(self.rng.poisson(MEAN_DRIVERS))
         requests = int(self.rng.poisson(max(drivers, 1) * math.exp(log_ratio)))
         return DemandSample(location, requests, drivers)
+
+    def _burst_chance(self, location: str, elapsed_s: float) -> float:
+        """Chance that a burst started since this location was last sampled."""
+        quiet_s = max(0.0, elapsed_s - self._last_seen[location])
+        self._last_seen[location] = elapsed_s
+        return 1.0 - (1.0 - self.burst_probability) ** quiet_s

@@ -1,0 +1,241 @@
+"""Run the real services as processes against the test broker, and read what they say."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from tests.kafka_support import free_port, unique, wait_until
+
+STOP_TIMEOUT_S = 30.0
+PREFIXES = {
+    "engine": "DYNPRICING_ENGINE_",
+    "producer": "DYNPRICING_PRODUCER_",
+    "simulator": "DYNPRICING_SIMULATOR_",
+}
+
+
+@dataclass(frozen=True)
+class Topics:
+    demand: str
+    decisions: str
+    outcomes: str
+    dead_letters: str
+
+    @classmethod
+    def create(cls, make_topic: Callable[..., str], partitions: int = 3) -> Topics:
+        return cls(
+            demand=make_topic("demand", partitions),
+            decisions=make_topic("decisions", partitions),
+            outcomes=make_topic("outcomes", partitions),
+            dead_letters=make_topic("dead", 1),
+        )
+
+
+@dataclass
+class Service:
+    """One running service process with its HTTP port and log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(repr=False)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=3) as resp:
+                return int(resp.status), bytes(resp.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), bytes(exc.read())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, deadline_s: float = 60.0) -> None:
+        def probe() -> bool | None:
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                return True if self.get("/readyz")[0] == 200 else None
+            except OSError:
+                return None
+
+        wait_until(probe, deadline_s=deadline_s, what=f"{self.name} /readyz")
+
+    def state(self) -> dict[str, Any]:
+        status, body = self.get("/state")
+        assert status == 200, body
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Sum of the samples of ``name`` matching ``labels`` in /metrics (0 if absent)."""
+        _, body = self.get("/metrics")
+        return metric_value(body.decode(), name, labels or {})
+
+    def terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(STOP_TIMEOUT_S)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def metric_value(text: str, name: str, labels: dict[str, str]) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(
+            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
+        )
+        found = {k: v.strip('"') for k, v in found.items()}
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def service_env(
+    name: str, bootstrap: str, topics: Topics, port: int, **settings: object
+) -> dict[str, str]:
+    """Environment for one service: broker, topics, port, plus settings by field name."""
+    prefix = PREFIXES[name]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNPRICING_")}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.update(
+        {
+            f"{prefix}KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            f"{prefix}TOPICS__DEMAND": topics.demand,
+            f"{prefix}TOPICS__DECISIONS": topics.decisions,
+            f"{prefix}TOPICS__OUTCOMES": topics.outcomes,
+            f"{prefix}TOPICS__DEAD_LETTERS": topics.dead_letters,
+            f"{prefix}HTTP_PORT": str(port),
+            f"{prefix}HTTP_HOST": "127.0.0.1",
+            f"{prefix}LOG_FORMAT": "json",
+        }
+    )
+    for key, value in settings.items():
+        text = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+        env[f"{prefix}{key.upper()}"] = text
+    return env
+
+
+class ServiceRunner:
+    """Starts services for one test and makes sure none outlives it."""
+
+    def __init__(self, bootstrap: str, topics: Topics, workdir: Path) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.workdir = workdir
+        self.started: list[Service] = []
+
+    def start(self, name: str, *, port: int | None = None, **settings: object) -> Service:
+        port = port or free_port()
+        env = service_env(name, self.bootstrap, self.topics, port, **settings)
+        log_path = self.workdir / f"{name}-{len(self.started)}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dynpricing.cli", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
+        service = Service(name, proc, port, log_path, env)
+        self.started.append(service)
+        return service
+
+    def restart(self, service: Service) -> Service:
+        """A new process with the same environment (same state file, group, port)."""
+        log_path = self.workdir / f"{service.name}-{len(self.started)}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dynpricing.cli", service.name],
+                env=service.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
+        fresh = Service(service.name, proc, service.port, log_path, service.env)
+        self.started.append(fresh)
+        return fresh
+
+    def stop_all(self) -> None:
+        for service in self.started:
+            if service.alive():
+                service.proc.kill()
+                service.proc.wait(STOP_TIMEOUT_S)
+
+
+def engine_settings(tmp: Path, **overrides: object) -> dict[str, object]:
+    """Engine settings for tests: own state file and group, quick snapshots."""
+    settings: dict[str, object] = {
+        "state_path": tmp / "bandit_stats.json",
+        "group_id": unique("engine"),
+        "snapshot_interval_s": 0.5,
+        "seed": 7,
+    }
+    settings.update(overrides)
+    return settings
+
+
+def produce_values(
+    bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes | None]]
+) -> list[tuple[int, int]]:
+    """Produce (key, value) pairs; returns each message's (partition, offset)."""
+    where: list[tuple[int, int]] = [(-1, -1)] * len(values)
+    errors: list[str] = []
+
+    def report(index: int) -> Callable[[Any, Any], None]:
+        def done(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+            else:
+                where[index] = (msg.partition(), msg.offset())
+
+        return done
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i, (key, value) in enumerate(values):
+        producer.produce(topic, key=key, value=value, on_delivery=report(i))
+    assert producer.flush(30) == 0
+    assert not errors, errors
+    return where
+
+
+def demand_json(event_id: str, location: str, requests: int, drivers: int, ts: float) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 2,
+            "event_id": event_id,
+            "timestamp": ts,
+            "location": location,
+            "active_requests": requests,
+            "available_drivers": drivers,
+        }
+    ).encode()
