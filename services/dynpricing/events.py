@@ -187,16 +187,20 @@ def _context_of(obj: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _multiplier(obj: dict[str, Any]) -> float | None:
-    value = obj.get("price_multiplier")
-    if value is None:  # absent or null: the original design's name carries it
-        value = obj.get("chosen_price")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidEvent("invalid_field", f"price multiplier must be a number, got {value!r}")
-    if value <= 0:
-        raise InvalidEvent("invalid_field", f"price multiplier must be positive, got {value!r}")
-    return float(value)
+    """``price_multiplier``, else the original design's ``chosen_price``; both checked if given."""
+    found = None
+    for name in ("chosen_price", "price_multiplier"):  # the later name wins
+        value = obj.get(name)
+        if value is None:  # absent or null
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+            not math.isfinite(value)
+        ):
+            raise InvalidEvent("invalid_field", f"'{name}' must be a number, got {value!r}")
+        if value <= 0:
+            raise InvalidEvent("invalid_field", f"'{name}' must be positive, got {value!r}")
+        found = float(value)
+    return found
 
 
 def parse_outcome(raw: bytes | None) -> Outcome:

@@ -28,6 +28,7 @@ from dynpricing.events import (
     parse_demand,
     parse_outcome,
 )
+from tests.unit.services.strategies import decisions, demand_events, json_values, mutated
 
 FALLBACK_ID = "0-17"
 VALID_DEMAND: dict[str, Any] = {
@@ -317,19 +318,6 @@ def test_a_dead_letter_of_binary_or_empty_input_has_no_text_but_exact_base64() -
 
 # ---- properties ------------------------------------------------------------------------
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8)
-    | st.sampled_from(["low", "medium", "high", "2024-01-01T00:00:00Z", "Airport"])
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
-    max_leaves=8,
-)
 DEMAND_FIELDS = [*VALID_DEMAND, "weather"]
 OUTCOME_FIELDS = [
     *VALID_OUTCOME,
@@ -342,17 +330,6 @@ OUTCOME_FIELDS = [
 ]
 
 
-def _mutated(base: dict[str, Any], names: list[str]) -> st.SearchStrategy[bytes]:
-    """A valid document with some fields replaced by arbitrary JSON and some removed."""
-    return st.builds(
-        lambda changes, dropped: _json(
-            {k: v for k, v in (base | changes).items() if k not in dropped}
-        ),
-        st.dictionaries(st.sampled_from(names), json_values, max_size=3),
-        st.sets(st.sampled_from(names), max_size=2),
-    )
-
-
 def _parses_or_refuses_with_a_known_reason(parse: Callable[[bytes], object], raw: bytes) -> None:
     reason = None
     try:
@@ -362,14 +339,14 @@ def _parses_or_refuses_with_a_known_reason(parse: Callable[[bytes], object], raw
     assert reason is None or reason in REASONS
 
 
-@given(st.binary(max_size=200) | _mutated(VALID_DEMAND, DEMAND_FIELDS))
+@given(st.binary(max_size=200) | mutated(VALID_DEMAND, DEMAND_FIELDS))
 def test_any_bytes_become_a_demand_event_or_an_invalid_event_with_a_known_reason(
     raw: bytes,
 ) -> None:
     _parses_or_refuses_with_a_known_reason(lambda r: parse_demand(r, fallback_id="f"), raw)
 
 
-@given(st.binary(max_size=200) | _mutated(VALID_OUTCOME, OUTCOME_FIELDS))
+@given(st.binary(max_size=200) | mutated(VALID_OUTCOME, OUTCOME_FIELDS))
 def test_any_bytes_become_an_outcome_or_an_invalid_event_with_a_known_reason(raw: bytes) -> None:
     _parses_or_refuses_with_a_known_reason(parse_outcome, raw)
 
@@ -383,37 +360,11 @@ def test_any_json_value_becomes_an_event_or_an_invalid_event_with_a_known_reason
     _parses_or_refuses_with_a_known_reason(lambda r: parse_demand(r, fallback_id="f"), raw)
 
 
-demand_events = st.builds(
-    DemandEvent,
-    event_id=st.text(max_size=40),
-    timestamp=st.floats(min_value=0, max_value=4e9, allow_nan=False),
-    location=st.text(min_size=1, max_size=events.MAX_LOCATION_LENGTH),
-    active_requests=st.integers(min_value=0, max_value=2**63 - 1),
-    available_drivers=st.integers(min_value=0, max_value=2**63 - 1),
-)
-
-
 @given(demand_events)
 def test_every_valid_demand_event_round_trips_through_encode_and_parse(
     event: DemandEvent,
 ) -> None:
     assert parse_demand(encode_demand(event), fallback_id="unused") == event
-
-
-decisions = st.builds(
-    Decision,
-    decision_id=st.text(min_size=1, max_size=events.MAX_LOCATION_LENGTH),
-    event_id=st.text(max_size=20),
-    timestamp=st.floats(min_value=0, max_value=4e9),
-    event_timestamp=st.floats(min_value=0, max_value=4e9),
-    location=st.text(min_size=1, max_size=events.MAX_LOCATION_LENGTH),
-    demand_level=st.sampled_from(["low", "medium", "high"]),
-    price_multiplier=st.floats(min_value=0.01, max_value=100),
-    price=st.none() | st.floats(min_value=0, max_value=1e6),
-    propensity=st.floats(min_value=1e-6, max_value=1),
-    policy=st.text(max_size=10),
-    model_version=st.text(max_size=10),
-)
 
 
 @given(decisions)
