@@ -1,0 +1,113 @@
+"""The pending-decision table and the resolved-id memory stay bounded and ordered."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dynpricing.engine.pending import Pending, PendingTable, ResolvedMemory
+
+
+def _table(capacity: int, times: list[float]) -> PendingTable:
+    table = PendingTable(capacity)
+    for i, decided_at in enumerate(times):
+        table.add(f"d{i}", Pending(context=i % 3, arm=i % 4, decided_at=decided_at))
+    return table
+
+
+def test_an_added_decision_is_pending_until_its_outcome_pops_it() -> None:
+    table = _table(10, [1.0])
+    assert "d0" in table
+    assert table.pop("d0") == Pending(0, 0, 1.0)
+    assert "d0" not in table
+    assert len(table) == 0
+
+
+def test_popping_an_unknown_or_already_popped_decision_returns_none() -> None:
+    table = _table(10, [1.0])
+    table.pop("d0")
+    assert table.pop("d0") is None
+    assert table.pop("never-decided") is None
+
+
+def test_a_full_table_pushes_out_its_oldest_decisions_and_returns_them() -> None:
+    table = _table(2, [1.0, 2.0])
+    evicted = table.add("d2", Pending(1, 1, 3.0))
+    assert evicted == [("d0", Pending(0, 0, 1.0))]
+    assert len(table) == 2
+    assert "d0" not in table
+    assert "d2" in table
+
+
+def test_expiry_removes_exactly_the_decisions_made_before_the_cutoff_oldest_first() -> None:
+    table = _table(10, [1.0, 2.0, 3.0, 4.0])
+    expired = table.expire(decided_before=3.0)
+    assert [decision_id for decision_id, _ in expired] == ["d0", "d1"]
+    assert len(table) == 2
+    assert table.expire(decided_before=3.0) == []
+
+
+def test_the_table_survives_a_json_round_trip_in_order() -> None:
+    table = _table(10, [1.0, 2.5, 7.25])
+    doc = orjson.loads(orjson.dumps(table.to_document()))
+    restored = PendingTable.from_document(doc, capacity=10)
+    assert restored.to_document() == table.to_document()
+    assert [d for d, _ in restored.expire(decided_before=100.0)] == ["d0", "d1", "d2"]
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e9), max_size=60), st.integers(1, 20))
+def test_the_table_never_holds_more_than_its_capacity_and_loses_nothing_silently(
+    gaps: list[float], capacity: int
+) -> None:
+    table = PendingTable(capacity)
+    evicted: list[str] = []
+    now = 0.0
+    for i, gap in enumerate(gaps):
+        now += gap
+        evicted += [d for d, _ in table.add(f"d{i}", Pending(0, 0, now))]
+        assert len(table) <= capacity
+    assert len(evicted) + len(table) == len(gaps)
+    assert evicted == [f"d{i}" for i in range(len(evicted))]
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=1e6), max_size=40).map(sorted),
+    st.floats(min_value=0, max_value=1e6),
+)
+def test_expiry_splits_time_ordered_decisions_at_the_cutoff(
+    times: list[float], cutoff: float
+) -> None:
+    table = _table(len(times) + 1, times)
+    expired = table.expire(cutoff)
+    assert all(entry.decided_at < cutoff for _, entry in expired)
+    remaining = table.expire(float("inf"))
+    assert all(entry.decided_at >= cutoff for _, entry in remaining)
+    assert len(expired) + len(remaining) == len(times)
+
+
+def test_resolved_memory_forgets_the_oldest_ids_beyond_its_capacity() -> None:
+    memory = ResolvedMemory(2)
+    memory.remember("a", "applied")
+    memory.remember("b", "expired")
+    memory.remember("c", "applied")
+    assert len(memory) == 2
+    assert memory.get("a") is None
+    assert (memory.get("b"), memory.get("c")) == ("expired", "applied")
+
+
+def test_resolved_memory_of_capacity_zero_remembers_nothing() -> None:
+    memory = ResolvedMemory(0)
+    memory.remember("a", "applied")
+    assert len(memory) == 0
+    assert memory.get("a") is None
+
+
+def test_resolved_memory_round_trips_and_a_smaller_capacity_keeps_the_newest() -> None:
+    memory = ResolvedMemory(5)
+    for i in range(5):
+        memory.remember(f"d{i}", "applied" if i % 2 else "expired")
+    doc = orjson.loads(orjson.dumps(memory.to_document()))
+    assert ResolvedMemory.from_document(doc, 5).to_document() == memory.to_document()
+    smaller = ResolvedMemory.from_document(doc, 2)
+    assert smaller.to_document() == {"decision_id": ["d3", "d4"], "status": ["applied", "expired"]}
