@@ -1,0 +1,159 @@
+"""Shape models of the acceptance curve within one context, and how much data trusts them.
+
+A logistic curve in price shares strength across arms: a few outcomes at two
+prices pin down the whole curve, so a clearly bad price is dropped after far
+fewer trials than an arm-by-arm Beta model needs. But a fixed shape is wrong
+on some markets, and a wrong shape learns the wrong price with confidence.
+So each context weighs the shape models against the shape-free independent
+Beta model by their marginal likelihoods (Bayesian model averaging): where a
+shape fits, it is used; where the data contradict it, the Beta model takes over.
+
+Parameters ``theta = (a, b)`` give ``logit(acceptance) = a - b * x`` for a
+per-model feature ``x`` of the price; the posterior of ``theta`` is the Laplace
+(Gaussian) approximation around its mode, fitted by a few Newton steps. All
+functions take rows ``(n, n_arms)`` of effective successes and failures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+NEWTON_STEPS = 8  # enough for the 2-parameter logistic from the prior mean at these counts
+LOGIT_LIMIT = 30.0  # keeps exp() finite; sigmoid(30) is 1 to double precision
+PRIOR_MEAN = (0.0, 2.0)  # a: acceptance ~ 50 % at the lowest price; b: falls with price
+PRIOR_VAR = (9.0, 9.0)  # weak: +-3 logits on either
+LOG_2PI = math.log(2.0 * math.pi)
+SHAPE_LOG_PRIOR_ODDS = 0.0  # log prior odds of each shape model against the Beta model
+_lgamma = np.frompyfunc(math.lgamma, 1, 1)
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """Laplace posterior of ``(a, b)`` per row and its log marginal likelihood."""
+
+    mode: FloatArray  # (n, 2)
+    h_aa: FloatArray  # precision matrix entries, (n,) each
+    h_ab: FloatArray
+    h_bb: FloatArray
+    log_evidence: FloatArray  # (n,)
+
+
+def log_gamma(x: FloatArray) -> FloatArray:
+    """Elementwise log Gamma (numpy has none; the core may not import scipy)."""
+    return np.asarray(_lgamma(x), dtype=np.float64)
+
+
+def log_beta_function(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Elementwise log B(a, b)."""
+    return log_gamma(a) + log_gamma(b) - log_gamma(a + b)
+
+
+def beta_log_evidence(
+    alpha: FloatArray, beta: FloatArray, prior_alpha: float, prior_beta: float
+) -> FloatArray:
+    """Log marginal likelihood of the independent-Beta model, per row."""
+    prior = log_beta_function(np.full(1, prior_alpha), np.full(1, prior_beta))[0]
+    evidence: FloatArray = (log_beta_function(alpha, beta) - prior).sum(axis=-1)
+    return evidence
+
+
+def _sigmoid(z: FloatArray) -> FloatArray:
+    result: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(z, -LOGIT_LIMIT, LOGIT_LIMIT)))
+    return result
+
+
+def _curvature(
+    trials: FloatArray, p: FloatArray, x: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Entries of the posterior precision (Fisher information plus prior)."""
+    w = trials * p * (1.0 - p)
+    h_aa = w.sum(axis=-1) + 1.0 / PRIOR_VAR[0]
+    h_ab = -(w * x).sum(axis=-1)
+    h_bb = (w * x * x).sum(axis=-1) + 1.0 / PRIOR_VAR[1]
+    return h_aa, h_ab, h_bb
+
+
+def fit_logistic(successes: FloatArray, failures: FloatArray, x: FloatArray) -> LogisticFit:
+    """Posterior mode, precision and Laplace log evidence of the logistic model."""
+    n = successes.shape[0]
+    trials = successes + failures
+    a = np.full(n, PRIOR_MEAN[0])
+    b = np.full(n, PRIOR_MEAN[1])
+    for _ in range(NEWTON_STEPS):
+        p = _sigmoid(a[:, None] - b[:, None] * x)
+        residual = successes - trials * p
+        g_a = residual.sum(axis=-1) - (a - PRIOR_MEAN[0]) / PRIOR_VAR[0]
+        g_b = -(residual * x).sum(axis=-1) - (b - PRIOR_MEAN[1]) / PRIOR_VAR[1]
+        h_aa, h_ab, h_bb = _curvature(trials, p, x)
+        det = h_aa * h_bb - h_ab * h_ab
+        a = a + (h_bb * g_a - h_ab * g_b) / det
+        b = b + (h_aa * g_b - h_ab * g_a) / det
+    p = np.clip(_sigmoid(a[:, None] - b[:, None] * x), 1e-300, 1.0 - 1e-16)
+    h_aa, h_ab, h_bb = _curvature(trials, p, x)
+    log_lik = (successes * np.log(p) + failures * np.log1p(-p)).sum(axis=-1)
+    log_prior = -0.5 * (
+        (a - PRIOR_MEAN[0]) ** 2 / PRIOR_VAR[0]
+        + (b - PRIOR_MEAN[1]) ** 2 / PRIOR_VAR[1]
+        + math.log(PRIOR_VAR[0] * PRIOR_VAR[1])
+        + 2 * LOG_2PI
+    )
+    log_det = np.log(h_aa * h_bb - h_ab * h_ab)
+    evidence = log_lik + log_prior + LOG_2PI - 0.5 * log_det
+    return LogisticFit(np.stack([a, b], axis=1), h_aa, h_ab, h_bb, evidence)
+
+
+def sample_logistic(fit: LogisticFit, x: FloatArray, rng: np.random.Generator) -> FloatArray:
+    """One acceptance curve per row drawn from the Laplace posterior."""
+    det = fit.h_aa * fit.h_bb - fit.h_ab * fit.h_ab
+    var_a, cov, var_b = fit.h_bb / det, -fit.h_ab / det, fit.h_aa / det
+    z = rng.standard_normal((fit.mode.shape[0], 2))
+    # Cholesky factor of the 2x2 covariance, written out
+    l_aa = np.sqrt(var_a)
+    l_ba = cov / l_aa
+    l_bb = np.sqrt(np.maximum(var_b - l_ba * l_ba, 0.0))
+    a = fit.mode[:, 0] + l_aa * z[:, 0]
+    b = fit.mode[:, 1] + l_ba * z[:, 0] + l_bb * z[:, 1]
+    return _sigmoid(a[:, None] - b[:, None] * x)
+
+
+def price_features(prices: FloatArray) -> dict[str, FloatArray]:
+    """The shape models' price features: linear and logarithmic in the multiplier."""
+    return {
+        "logistic-price": prices - prices[0],
+        "logistic-log-price": np.log(prices / prices[0]),
+    }
+
+
+def sample_model_average(
+    alpha: FloatArray,
+    beta: FloatArray,
+    prices: FloatArray,
+    prior: tuple[float, float],
+    rng: np.random.Generator,
+) -> FloatArray:
+    """A Thompson draw from the model-averaged posterior, per row.
+
+    Each row first draws a model with probability proportional to its marginal
+    likelihood (equal prior odds), then a curve from that model's posterior.
+    """
+    successes, failures = alpha - prior[0], beta - prior[1]
+    curves = [rng.beta(alpha, beta)]
+    evidence = [beta_log_evidence(alpha, beta, *prior)]
+    for x in price_features(prices).values():
+        fit = fit_logistic(successes, failures, x)
+        curves.append(sample_logistic(fit, x, rng))
+        evidence.append(fit.log_evidence + SHAPE_LOG_PRIOR_ODDS)
+    log_w = np.stack(evidence, axis=1)
+    weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights, axis=1)
+    uniforms = rng.random((alpha.shape[0], 1))
+    pick = (uniforms * cumulative[:, -1:] > cumulative).sum(axis=1)
+    stacked = np.stack(curves, axis=1)
+    chosen: FloatArray = stacked[np.arange(alpha.shape[0]), pick]
+    return chosen

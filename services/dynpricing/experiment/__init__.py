@@ -1,0 +1,1 @@
+"""Offline experiment: run pricing policies against a known market and score them."""
