@@ -10,10 +10,14 @@ evaluate, on series that exist.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +34,7 @@ from tests.deploy.support import (
     panels,
     tool,
 )
-from tests.integration.services_support import (
-    ServiceRunner,
-    Topics,
-    engine_settings,
-    produce_values,
-)
-from tests.kafka_support import free_port, wait_until
+from tests.kafka_support import free_port, unique, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.tools]
 
@@ -47,6 +45,107 @@ DATA_DEADLINE_S = 120.0
 DECISION_TIMEOUT_S = 1.0
 OUTCOME_DELAY_MEAN_S = 0.5
 DEMAND_RATE = 200
+STOP_TIMEOUT_S = 30.0
+TOPIC_KEYS = ("DEMAND", "DECISIONS", "OUTCOMES", "DEAD_LETTERS")
+
+
+@dataclass
+class Service:
+    """One service process (``python -m dynpricing.cli <name>``) with its HTTP port."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return int(resp.status), bytes(resp.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), bytes(exc.read())
+
+    def wait_ready(self) -> None:
+        def ready() -> bool | None:
+            if self.proc.poll() is not None:
+                log = self.log_path.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{log}")
+            try:
+                return True if self.get("/readyz")[0] == 200 else None
+            except OSError:
+                return None
+
+        wait_until(ready, deadline_s=DATA_DEADLINE_S, what=f"{self.name} /readyz")
+
+
+@dataclass
+class Stack:
+    """The three services on one broker, with the contract's variable names."""
+
+    bootstrap: str
+    topics: dict[str, str]
+    workdir: Path
+    started: list[Service] = field(default_factory=list)
+
+    def start(self, name: str, **settings: object) -> Service:
+        prefix = f"DYNPRICING_{name.upper()}_"
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DYNPRICING_")}
+        env[f"{prefix}KAFKA__BOOTSTRAP_SERVERS"] = self.bootstrap
+        env.update({f"{prefix}TOPICS__{key}": topic for key, topic in self.topics.items()})
+        env[f"{prefix}HTTP_PORT"] = str(port)
+        env[f"{prefix}LOG_FORMAT"] = "json"
+        for key, value in settings.items():
+            env[f"{prefix}{key.upper()}"] = str(value)
+        log_path = self.workdir / f"{name}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dynpricing.cli", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
+        service = Service(name, port, proc, log_path)
+        self.started.append(service)
+        return service
+
+    def stop_all(self) -> None:
+        for service in self.started:
+            if service.proc.poll() is None:
+                service.proc.kill()
+                service.proc.wait(STOP_TIMEOUT_S)
+
+
+def wait_for_group_coordinator(bootstrap: str, topic: str) -> None:
+    """On a fresh broker the offsets topic loads for a while and group calls fail
+    with NOT_COORDINATOR; wait that out so the services start on a settled broker."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition  # noqa: PLC0415
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("warmup")})
+    try:
+
+        def settled() -> bool | None:
+            try:
+                consumer.committed([TopicPartition(topic, 0)], timeout=5)
+            except KafkaException:
+                return None
+            return True
+
+        wait_until(settled, deadline_s=DATA_DEADLINE_S, what="the group coordinator")
+    finally:
+        consumer.close()
+
+
+def produce_garbage(bootstrap: str, topic: str) -> None:
+    """One unparseable event, so the dead-letter series exist."""
+    from confluent_kafka import Producer  # noqa: PLC0415 - only the live check needs Kafka
+
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, key=b"Airport", value=b"not json")
+    assert producer.flush(30) == 0
 
 
 def prometheus_config(ports: dict[str, int], rules: Path) -> dict[str, Any]:
@@ -83,28 +182,37 @@ class PrometheusApi:
 
 
 @pytest.fixture
-def runner(
+def stack(
     kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
-) -> Iterator[ServiceRunner]:
-    services = ServiceRunner(kafka_bootstrap, Topics.create(topic_factory), tmp_path)
+) -> Iterator[Stack]:
+    partitions = {"DEMAND": 3, "DECISIONS": 3, "OUTCOMES": 3, "DEAD_LETTERS": 1}
+    topics = {key: topic_factory(key.lower(), partitions[key]) for key in TOPIC_KEYS}
+    services = Stack(kafka_bootstrap, topics, tmp_path)
     yield services
     services.stop_all()
 
 
 @pytest.fixture
-def prometheus(runner: ServiceRunner, tmp_path: Path) -> Iterator[PrometheusApi]:
+def prometheus(stack: Stack, tmp_path: Path) -> Iterator[PrometheusApi]:
     binary = tool("prometheus")
-    settings: dict[str, Any] = engine_settings(
-        tmp_path, decision_timeout_s=DECISION_TIMEOUT_S, expired_as="reject"
+    wait_for_group_coordinator(stack.bootstrap, stack.topics["DEMAND"])
+    engine = stack.start(
+        "engine",
+        state_path=tmp_path / "bandit_stats.json",
+        group_id=unique("engine"),
+        snapshot_interval_s=0.5,
+        decision_timeout_s=DECISION_TIMEOUT_S,
+        expired_as="reject",
+        seed=7,
     )
-    engine = runner.start("engine", **settings)
-    simulator = runner.start("simulator", seed=11, delay_mean_s=OUTCOME_DELAY_MEAN_S)
+    simulator = stack.start(
+        "simulator", group_id=unique("simulator"), seed=11, delay_mean_s=OUTCOME_DELAY_MEAN_S
+    )
     engine.wait_ready()
     simulator.wait_ready()
-    producer = runner.start("producer", rate=DEMAND_RATE, seed=5)
+    producer = stack.start("producer", rate=DEMAND_RATE, seed=5)
     producer.wait_ready()
-    # One unparseable event, so the dead-letter series exist.
-    produce_values(runner.bootstrap, runner.topics.demand, [(b"Airport", b"not json")])
+    produce_garbage(stack.bootstrap, stack.topics["DEMAND"])
 
     ports = {s.name: s.port for s in (engine, simulator, producer)}
     config = tmp_path / "prometheus.yml"
@@ -166,10 +274,10 @@ def alert_exprs() -> dict[str, str]:
     return {r["alert"]: r["expr"] for g in groups for r in g["rules"] if "alert" in r}
 
 
-def exported_types(runner: ServiceRunner) -> dict[str, str]:
+def exported_types(stack: Stack) -> dict[str, str]:
     """Metric name -> type, from the ``# TYPE`` lines of every running service."""
     types: dict[str, str] = {}
-    for service in runner.started:
+    for service in stack.started:
         status, body = service.get("/metrics")
         assert status == 200, service.name
         for line in body.decode().splitlines():
@@ -180,9 +288,9 @@ def exported_types(runner: ServiceRunner) -> dict[str, str]:
 
 
 def test_services_export_every_contract_metric_with_its_type(
-    prometheus: PrometheusApi, runner: ServiceRunner
+    prometheus: PrometheusApi, stack: Stack
 ) -> None:
-    exported = exported_types(runner)
+    exported = exported_types(stack)
     promised = contract().metrics
     wrong = {
         name: exported.get(name, "missing")
