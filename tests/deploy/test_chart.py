@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,6 @@ from tests.deploy.support import (
     contract,
     one,
     render,
-    render_text,
     run,
     scenario_file,
     tool,
@@ -355,11 +356,53 @@ def test_selectors_use_only_name_instance_and_component(scenario: str) -> None:
         assert len(m["metadata"]["name"]) <= 63
 
 
-def test_notes_render_for_every_scenario() -> None:
-    for scenario in SCENARIOS:
-        text = render_text("helm3", scenario)
-        assert text  # NOTES.txt errors fail `helm template`; the objects are checked above
-    assert (CHART / "templates" / "NOTES.txt").is_file()
+def render_notes(scenario: str, tmp_path: Path) -> str:
+    """NOTES.txt as `helm install` would print it (`helm template` skips it): a copy
+    of the chart renders it through `tpl` into a ConfigMap."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "NOTES.txt").rename(chart / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
+        '    {{- tpl (.Files.Get "notes.txt") . | nindent 4 }}\n'
+    )
+    result = run(
+        [
+            tool("helm3"),
+            "template",
+            "dp",
+            chart,
+            "--namespace",
+            "dynpricing",
+            "--kube-version",
+            KUBE_VERSIONS[-1],
+            "--values",
+            scenario_file(scenario),
+            "--show-only",
+            "templates/zz-notes.yaml",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    return str(yaml.safe_load(result.stdout)["data"]["notes"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_notes_tell_how_to_reach_the_engine_and_where_state_lives(
+    scenario: str, tmp_path: Path
+) -> None:
+    notes = render_notes(scenario, tmp_path)
+    values = yaml.safe_load(scenario_file(scenario).read_text()) or {}
+    assert "port-forward svc/dp-dynamic-pricing-engine" in notes
+    assert "helm test -n dynpricing dp" in notes
+    persistence = values.get("engine", {}).get("persistence", {})
+    if persistence.get("enabled", True) is False:
+        assert "WARNING" in notes
+    else:
+        assert "bandit_stats.json" in notes
+    if values.get("kafka", {}).get("strimzi", {}).get("enabled", True) is False:
+        assert "pricing_dead_letters" in notes
+    else:
+        assert "kubectl -n dynpricing get kafka" in notes
 
 
 def test_components_can_be_switched_off() -> None:
