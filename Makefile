@@ -10,6 +10,8 @@ KAFKA_PORT ?= 9092
 PYTEST_ARGS ?=
 TEST_TMP := $(CURDIR)/.run/pytest
 
+include tools/deploy.mk
+
 .PHONY: help venv kafka-fetch kafka-up kafka-down kafka-status lint typecheck test test-unit \
         run bench experiment lock clean
 
@@ -54,7 +56,7 @@ test-unit: $(STAMP) ## unit tests only (no broker)
 
 # pytest's temporary folders hold every broker the tests start; whatever happens
 # to the run, no broker outlives it.
-test: $(STAMP) kafka-fetch lint typecheck ## lint, type-check and run every test against a real broker
+test: $(STAMP) kafka-fetch deploy-tools lint typecheck ## lint, type-check and run every test against a real broker
 	@rm -rf $(TEST_TMP); mkdir -p $(TEST_TMP)
 	@status=0; $(BIN)/pytest --basetemp=$(TEST_TMP) $(PYTEST_ARGS) || status=$$?; \
 	  pkill -f -- '$(TEST_TMP)' 2>/dev/null || true; exit $$status
