@@ -230,3 +230,49 @@ def test_skaffold_has_a_kind_profile_using_existing_values() -> None:
     assert values_files
     for f in values_files:
         assert (REPO / f).is_file(), f
+
+
+# --- make targets and pinned versions ----------------------------------------------
+
+
+def deploy_mk_variable(name: str) -> str:
+    text = (REPO / "tools" / "deploy.mk").read_text(encoding="utf-8")
+    match = re.search(rf"^{name}\s*:=\s*(\S+)\s*$", text, re.MULTILINE)
+    assert match, f"{name} missing from tools/deploy.mk"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "helm",
+        "kind",
+        "promtool",
+        "checkov",
+        "deploy-tools",
+        "kind-up",
+        "kind-down",
+        "deploy",
+        "dev",
+    ],
+)
+def test_deploy_make_target_exists(target: str) -> None:
+    result = run(["make", "--dry-run", "--file", "tools/deploy.mk", target])
+    assert result.returncode == 0, result.stderr
+
+
+def test_platform_versions_agree_everywhere() -> None:
+    strimzi = deploy_mk_variable("STRIMZI_VERSION")
+    kps = deploy_mk_variable("KPS_VERSION")
+    install = (REPO / "k8s" / "install-platform.sh").read_text(encoding="utf-8")
+    assert f'STRIMZI_VERSION="${{STRIMZI_VERSION:-{strimzi}}}"' in install
+    assert f'KPS_VERSION="${{KPS_VERSION:-{kps}}}"' in install
+    docs = (REPO / "k8s" / "README.md").read_text(encoding="utf-8")
+    assert f"--version {strimzi}" in docs
+    assert f"--version {kps}" in docs
+    skaffold = next(d for d in skaffold_docs() if d["metadata"]["name"] == "strimzi-operator")
+    assert skaffold["deploy"]["helm"]["releases"][0]["version"] == strimzi
+    kind_config = yaml.safe_load((REPO / "k8s" / "kind-cluster.yaml").read_text())
+    assert f"kind-{kind_config['name']}" == deploy_mk_variable("KUBE_CONTEXT").replace(
+        "$(KIND_CLUSTER)", deploy_mk_variable("KIND_CLUSTER")
+    )
