@@ -200,7 +200,7 @@ def test_out_of_range_settings_are_refused_at_start(
 def test_settings_are_frozen() -> None:
     settings = EngineSettings()
     with pytest.raises(ValidationError):
-        settings.batch_size = 5
+        settings.batch_size = 5  # type: ignore[misc]
 
 
 def test_the_sasl_password_is_a_secret_that_repr_does_not_show(
