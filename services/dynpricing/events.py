@@ -203,12 +203,18 @@ def _multiplier(obj: dict[str, Any]) -> float | None:
     return found
 
 
-def parse_outcome(raw: bytes | None) -> Outcome:
-    """An accept/reject outcome; context and price are optional (simple clients send them)."""
-    obj = _load_object(raw)
+def _decision_id(obj: dict[str, Any]) -> str:
+    """Any non-empty string: the engine's ids embed the demand event's id, of any length."""
     decision_id = _require(obj, "decision_id")
     if not isinstance(decision_id, str) or not decision_id:
         raise InvalidEvent("invalid_field", f"'decision_id' must be a string, got {decision_id!r}")
+    return decision_id
+
+
+def parse_outcome(raw: bytes | None) -> Outcome:
+    """An accept/reject outcome; context and price are optional (simple clients send them)."""
+    obj = _load_object(raw)
+    decision_id = _decision_id(obj)
     accepted = _require(obj, "accepted")
     if not isinstance(accepted, bool):
         raise InvalidEvent("invalid_field", f"'accepted' must be true or false, got {accepted!r}")
@@ -234,7 +240,7 @@ def parse_decision(raw: bytes | None) -> Decision:
     price = obj.get("price")
     propensity = obj.get("propensity", 1.0)
     return Decision(
-        decision_id=_text(obj, "decision_id"),
+        decision_id=_decision_id(obj),
         event_id=str(obj.get("event_id", "")),
         timestamp=parse_timestamp(_require(obj, "timestamp")),
         event_timestamp=parse_timestamp(obj.get("event_timestamp", obj["timestamp"])),

@@ -40,8 +40,8 @@ demand_events = st.builds(
 
 decisions = st.builds(
     Decision,
-    decision_id=st.text(min_size=1, max_size=events.MAX_LOCATION_LENGTH),
-    event_id=st.text(max_size=20),
+    decision_id=st.text(min_size=1, max_size=300),  # embeds the event id, of any length
+    event_id=st.text(max_size=200),
     timestamp=unix_seconds,
     event_timestamp=unix_seconds,
     location=locations,

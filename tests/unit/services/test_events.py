@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dynpricing import events
+from dynpricing.engine.loop import decision_id_for
 from dynpricing.events import (
     REASONS,
     Decision,
@@ -274,6 +275,13 @@ def test_a_decision_carries_the_original_design_names_next_to_the_new_ones() -> 
 @pytest.mark.parametrize("price", [18.75, None])
 def test_a_published_decision_reads_back_unchanged(price: float | None) -> None:
     decision = dataclasses.replace(DECISION, price=price)
+    assert parse_decision(encode_decision(decision)) == decision
+
+
+def test_a_decision_for_an_event_with_a_long_id_reads_back_for_the_simulator() -> None:
+    event_id = "order-" + "7" * 200  # demand event ids have no length limit
+    decision_id = decision_id_for(Origin("demand_events", 2, 123_456), event_id)
+    decision = dataclasses.replace(DECISION, decision_id=decision_id, event_id=event_id)
     assert parse_decision(encode_decision(decision)) == decision
 
 
