@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -122,6 +122,13 @@ class EngineSettings(ServiceSettings):
         if not prices or any(p <= 0 for p in prices) or list(prices) != sorted(set(prices)):
             raise ValueError("prices must be positive, distinct and ascending")
         return prices
+
+    @model_validator(mode="after")
+    def _demand_bounds_ordered(self) -> EngineSettings:
+        """Refused here, at start, rather than when the engine builds its thresholds."""
+        if self.demand_low_below > self.demand_medium_below:
+            raise ValueError("demand_low_below must not exceed demand_medium_below")
+        return self
 
 
 class ProducerSettings(ServiceSettings):

@@ -197,6 +197,16 @@ def test_out_of_range_settings_are_refused_at_start(
         service()
 
 
+def test_demand_level_bounds_out_of_order_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DYNPRICING_ENGINE_DEMAND_LOW_BELOW", "3.0")
+    with pytest.raises(ValidationError, match="demand_low_below"):
+        EngineSettings()
+    monkeypatch.setenv("DYNPRICING_ENGINE_DEMAND_MEDIUM_BELOW", "4.0")
+    assert EngineSettings().demand_medium_below == 4.0
+
+
 def test_settings_are_frozen() -> None:
     settings = EngineSettings()
     with pytest.raises(ValidationError):
