@@ -193,17 +193,28 @@ class Bandit:
             policy=cfg.policy,
             objective=cfg.objective,
             rng=rng,
+            prior=(cfg.prior_alpha, cfg.prior_beta),
         )
+
+    def choose(self, contexts: Any, rng: np.random.Generator, now: float) -> IntArray:
+        """One Thompson decision per event row, without propensities.
+
+        Exactly the draws :meth:`decide` starts with; the offline experiment
+        makes the same calls, which is how a test pins the two together.
+        """
+        rows = self._check_rows(contexts)
+        self._advance_clock(rows, now)
+        return self._arms_for(rows, rng)
 
     def decide(self, contexts: Any, rng: np.random.Generator, now: float) -> DecisionBatch:
         """One Thompson decision per event row, with the chosen arm's propensity.
 
-        Decisions are drawn first, so the arms depend only on the posterior and
-        the generator state; the propensity estimate then uses extra draws.
+        Decisions are drawn first (as :meth:`choose`), so the arms depend only
+        on the posterior and the generator state; the propensity estimate then
+        uses extra draws.
         """
         rows = self._check_rows(contexts)
-        self._advance_clock(rows, now)
-        arms = self._arms_for(rows, rng)
+        arms = self.choose(rows, rng, now)
         self._refresh_draw_counts(np.unique(rows), rng)
         np.add.at(self._draw_counts, (rows, arms), 1)
         counts = self._draw_counts[rows]

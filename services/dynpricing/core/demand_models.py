@@ -24,13 +24,17 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-NEWTON_STEPS = 8  # enough for the 2-parameter logistic from the prior mean at these counts
+NEWTON_STEPS = 5  # from the least-squares start; see tests/unit/core/test_demand_models.py
+MAX_NEWTON_STEP = 2.0  # logits per step per parameter
 LOGIT_LIMIT = 30.0  # keeps exp() finite; sigmoid(30) is 1 to double precision
 PRIOR_MEAN = (0.0, 2.0)  # a: acceptance ~ 50 % at the lowest price; b: falls with price
 PRIOR_VAR = (9.0, 9.0)  # weak: +-3 logits on either
 LOG_2PI = math.log(2.0 * math.pi)
-SHAPE_LOG_PRIOR_ODDS = 0.0  # log prior odds of each shape model against the Beta model
-_lgamma = np.frompyfunc(math.lgamma, 1, 1)
+SHAPE_LOG_PRIOR_ODDS = -2.0  # log prior odds of each shape against the Beta model: a shape
+# must earn its place, which keeps it from costing anything on shapes it cannot fit
+# (the cliff family); tuned in docs/experiments.md
+STIRLING_SHIFT = 8  # log Gamma's Stirling series is accurate to ~1e-13 from here on
+HALF_LOG_2PI = 0.5 * LOG_2PI
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,20 @@ class LogisticFit:
 
 
 def log_gamma(x: FloatArray) -> FloatArray:
-    """Elementwise log Gamma (numpy has none; the core may not import scipy)."""
-    return np.asarray(_lgamma(x), dtype=np.float64)
+    """Elementwise log Gamma for x > 0 (numpy has none; the core may not import scipy).
+
+    Shift up by ``STIRLING_SHIFT`` with the recurrence, then the Stirling series.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    shift = np.ones_like(x)
+    for i in range(STIRLING_SHIFT):
+        shift = shift * (x + i)
+    z = x + STIRLING_SHIFT
+    inv = 1.0 / z
+    inv2 = inv * inv
+    series = inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 / 1680)))
+    result: FloatArray = (z - 0.5) * np.log(z) - z + HALF_LOG_2PI + series - np.log(shift)
+    return result
 
 
 def log_beta_function(a: FloatArray, b: FloatArray) -> FloatArray:
@@ -79,21 +95,48 @@ def _curvature(
     return h_aa, h_ab, h_bb
 
 
-def fit_logistic(successes: FloatArray, failures: FloatArray, x: FloatArray) -> LogisticFit:
-    """Posterior mode, precision and Laplace log evidence of the logistic model."""
-    n = successes.shape[0]
+def _solve_2x2(
+    h_aa: FloatArray, h_ab: FloatArray, h_bb: FloatArray, g_a: FloatArray, g_b: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    det = h_aa * h_bb - h_ab * h_ab
+    return (h_bb * g_a - h_ab * g_b) / det, (h_aa * g_b - h_ab * g_a) / det
+
+
+def _starting_point(
+    successes: FloatArray, failures: FloatArray, x: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Weighted least squares on smoothed empirical logits: close to the mode already."""
     trials = successes + failures
-    a = np.full(n, PRIOR_MEAN[0])
-    b = np.full(n, PRIOR_MEAN[1])
+    rate = (successes + 0.5) / (trials + 1.0)
+    z = np.log(rate) - np.log1p(-rate)
+    w = trials * rate * (1.0 - rate)
+    # normal equations of sum w (z - a + b x)^2 + prior penalties, in (a, b)
+    h_aa = w.sum(axis=-1) + 1.0 / PRIOR_VAR[0]
+    h_ab = -(w * x).sum(axis=-1)
+    h_bb = (w * x * x).sum(axis=-1) + 1.0 / PRIOR_VAR[1]
+    g_a = (w * z).sum(axis=-1) + PRIOR_MEAN[0] / PRIOR_VAR[0]
+    g_b = -(w * z * x).sum(axis=-1) + PRIOR_MEAN[1] / PRIOR_VAR[1]
+    return _solve_2x2(h_aa, h_ab, h_bb, g_a, g_b)
+
+
+def fit_logistic(successes: FloatArray, failures: FloatArray, x: FloatArray) -> LogisticFit:
+    """Posterior mode, precision and Laplace log evidence of the logistic model.
+
+    Starts from a least-squares fit of empirical logits and takes a few Newton
+    steps, each capped at ``MAX_NEWTON_STEP`` logits so a flat likelihood far
+    from the data cannot throw it off. A pure function of the counts, so a
+    restored snapshot decides exactly like the original.
+    """
+    trials = successes + failures
+    a, b = _starting_point(successes, failures, x)
     for _ in range(NEWTON_STEPS):
         p = _sigmoid(a[:, None] - b[:, None] * x)
         residual = successes - trials * p
         g_a = residual.sum(axis=-1) - (a - PRIOR_MEAN[0]) / PRIOR_VAR[0]
         g_b = -(residual * x).sum(axis=-1) - (b - PRIOR_MEAN[1]) / PRIOR_VAR[1]
-        h_aa, h_ab, h_bb = _curvature(trials, p, x)
-        det = h_aa * h_bb - h_ab * h_ab
-        a = a + (h_bb * g_a - h_ab * g_b) / det
-        b = b + (h_aa * g_b - h_ab * g_a) / det
+        step_a, step_b = _solve_2x2(*_curvature(trials, p, x), g_a, g_b)
+        a = a + np.clip(step_a, -MAX_NEWTON_STEP, MAX_NEWTON_STEP)
+        b = b + np.clip(step_b, -MAX_NEWTON_STEP, MAX_NEWTON_STEP)
     p = np.clip(_sigmoid(a[:, None] - b[:, None] * x), 1e-300, 1.0 - 1e-16)
     h_aa, h_ab, h_bb = _curvature(trials, p, x)
     log_lik = (successes * np.log(p) + failures * np.log1p(-p)).sum(axis=-1)

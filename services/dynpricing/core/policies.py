@@ -4,7 +4,10 @@ A policy turns posterior parameters into one arm per row. ``ts`` samples each
 arm's acceptance independently; ``monotone-ts`` projects the joint draw onto
 non-increasing acceptance in price first (see :mod:`dynpricing.core.posterior`).
 The objective decides what is maximised: ``revenue`` (price x acceptance) or
-``acceptance`` alone (the naive baseline).
+``acceptance`` alone (the naive baseline). ``shape-ts`` draws from a
+per-context average of logistic demand curves and the independent Betas,
+weighted by how well each explains the data
+(see :mod:`dynpricing.core.demand_models`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from dynpricing.core.demand_models import sample_model_average
 from dynpricing.core.errors import PricingError
 from dynpricing.core.posterior import sample_acceptance, sample_monotone_acceptance
 
@@ -20,8 +24,10 @@ IntArray = npt.NDArray[np.int64]
 
 POLICY_TS = "ts"
 POLICY_MONOTONE_TS = "monotone-ts"
-POLICIES: tuple[str, ...] = (POLICY_TS, POLICY_MONOTONE_TS)
-DEFAULT_POLICY = POLICY_MONOTONE_TS
+POLICY_SHAPE_TS = "shape-ts"
+POLICIES: tuple[str, ...] = (POLICY_TS, POLICY_MONOTONE_TS, POLICY_SHAPE_TS)
+DEFAULT_POLICY = POLICY_SHAPE_TS
+DEFAULT_PRIOR = (1.0, 1.0)  # Beta(alpha, beta) prior of every arm
 
 OBJECTIVE_REVENUE = "revenue"
 OBJECTIVE_ACCEPTANCE = "acceptance"
@@ -44,9 +50,17 @@ def policy_name(policy: str, objective: str) -> str:
 
 
 def draw_acceptance(
-    alpha: FloatArray, beta: FloatArray, policy: str, rng: np.random.Generator
+    alpha: FloatArray,
+    beta: FloatArray,
+    policy: str,
+    rng: np.random.Generator,
+    *,
+    prices: FloatArray,
+    prior: tuple[float, float] = DEFAULT_PRIOR,
 ) -> FloatArray:
     """One posterior draw of acceptance per arm, shaped like ``alpha``."""
+    if policy == POLICY_SHAPE_TS:
+        return sample_model_average(alpha, beta, prices, prior, rng)
     if policy == POLICY_MONOTONE_TS:
         return sample_monotone_acceptance(alpha, beta, rng)
     return sample_acceptance(alpha, beta, rng)
@@ -84,6 +98,8 @@ def thompson_arms(
     policy: str,
     objective: str,
     rng: np.random.Generator,
+    prior: tuple[float, float] = DEFAULT_PRIOR,
 ) -> IntArray:
     """Thompson decisions for rows of posterior parameters ``(n, n_arms)``."""
-    return choose_arms(draw_acceptance(alpha, beta, policy, rng), prices, objective, rng)
+    draws = draw_acceptance(alpha, beta, policy, rng, prices=prices, prior=prior)
+    return choose_arms(draws, prices, objective, rng)

@@ -17,6 +17,7 @@ from dynpricing.core.policies import (
     OBJECTIVE_ACCEPTANCE,
     OBJECTIVE_REVENUE,
     POLICY_MONOTONE_TS,
+    POLICY_SHAPE_TS,
     POLICY_TS,
     policy_name,
 )
@@ -59,11 +60,16 @@ BUILTIN_POLICIES: dict[str, PolicySpec] = {
         PolicySpec(name="epsilon-greedy", kind=KIND_EPSILON_GREEDY),
         _thompson(POLICY_TS, OBJECTIVE_ACCEPTANCE),
         _thompson(POLICY_TS, OBJECTIVE_REVENUE),
-        _thompson(POLICY_MONOTONE_TS, OBJECTIVE_REVENUE),
+        _thompson(POLICY_SHAPE_TS, OBJECTIVE_REVENUE),
     )
 }
 EXTRA_POLICIES: dict[str, PolicySpec] = {
-    spec.name: spec for spec in (_thompson(POLICY_MONOTONE_TS, OBJECTIVE_ACCEPTANCE),)
+    spec.name: spec
+    for spec in (
+        _thompson(POLICY_MONOTONE_TS, OBJECTIVE_REVENUE),
+        _thompson(POLICY_MONOTONE_TS, OBJECTIVE_ACCEPTANCE),
+        _thompson(POLICY_SHAPE_TS, OBJECTIVE_ACCEPTANCE),
+    )
 }
 DEFAULT_POLICY_NAME = policy_name(DEFAULT_POLICY, OBJECTIVE_REVENUE)
 

@@ -1,0 +1,155 @@
+"""The learning state round-trips through its JSON document; misfits are refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dynpricing.core.bandit import Bandit, BanditConfig
+from dynpricing.core.errors import SnapshotError
+from dynpricing.statefile import read_json, write_json_atomic
+
+ENGINE = {"offsets": {"pricing_outcomes": {"0": 17}}, "pending": []}
+
+
+def _trained(config: BanditConfig, seed: int = 0, n: int = 200) -> Bandit:
+    bandit = Bandit(config)
+    rng = np.random.default_rng(seed)
+    for loc in ("Airport", "Downtown"):
+        for level in ("low", "high"):
+            bandit.context_index(loc, level)
+    contexts = rng.integers(0, 4, n)
+    batch = bandit.decide(contexts, rng, now=0.0)
+    bandit.update(contexts, batch.arms, rng.random(n) < 0.5, now=5.0)
+    return bandit
+
+
+outcomes = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 3), st.booleans(), st.floats(0, 1e4)),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(outcomes, st.sampled_from([None, 50.0]))
+def test_snapshot_round_trip_is_identical(
+    events: list[tuple[int, int, bool, float]], half_life: float | None
+) -> None:
+    config = BanditConfig(half_life=half_life)
+    bandit = Bandit(config)
+    for loc in ("A", "B", "C"):
+        bandit.context_index(loc, "medium")
+    for ctx, arm, won, now in sorted(events, key=lambda e: e[3]):
+        bandit.update([ctx], [arm], [won], now=now)
+    document = json.loads(json.dumps(bandit.to_document(ENGINE)))
+    restored, engine = Bandit.from_document(document, config)
+    assert engine == ENGINE
+    assert restored.to_document(ENGINE) == bandit.to_document(ENGINE)
+    assert restored.contexts() == bandit.contexts()
+    assert restored.total_outcomes == bandit.total_outcomes
+
+
+def test_a_restored_bandit_decides_exactly_like_the_original() -> None:
+    config = BanditConfig()
+    bandit = _trained(config)
+    restored, _ = Bandit.from_document(bandit.to_document(), config)
+    rows = np.arange(4).repeat(25)
+    original = bandit.decide(rows, np.random.default_rng(3), now=9.0)
+    again = restored.decide(rows, np.random.default_rng(3), now=9.0)
+    np.testing.assert_array_equal(original.arms, again.arms)
+    np.testing.assert_array_equal(original.propensities, again.propensities)
+
+
+def test_the_document_is_versioned_and_carries_its_configuration() -> None:
+    document = _trained(BanditConfig(half_life=60.0)).to_document({"k": 1})
+    assert document["format"] == "dynpricing.bandit_stats"
+    assert document["version"] == 1
+    assert document["prices"] == [1.0, 1.2, 1.5, 2.0]
+    assert document["prior"] == {"alpha": 1.0, "beta": 1.0}
+    assert document["objective"] == "revenue"
+    assert document["forgetting"] == {"half_life": 60.0}
+    assert document["engine"] == {"k": 1}
+
+
+def _mutated(path: str, value: Any) -> dict[str, Any]:
+    document: dict[str, Any] = copy.deepcopy(_trained(BanditConfig()).to_document())
+    *parents, leaf = path.split(".")
+    target = document
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    return document
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (
+            "prices",
+            [1.0, 1.2],
+            r"snapshot grid \[1\.0, 1\.2\] != configured grid \[1\.0, 1\.2, 1\.5, 2\.0\]",
+        ),
+        ("version", 2, "version 2 != expected"),
+        ("format", "something-else", "format 'something-else'"),
+        ("objective", "acceptance", "objective 'acceptance' != configured objective 'revenue'"),
+        ("prior", {"alpha": 2.0, "beta": 1.0}, "prior .* != configured prior"),
+        (
+            "contexts.alpha",
+            [[1.0, 1.0, 1.0, 1.0]],
+            r"contexts.alpha: shape \(1, 4\) != expected \(4, 4\)",
+        ),
+        ("contexts.demand_level", ["low", "low", "low", "extreme"], "not a valid context"),
+        ("contexts.pulls", [[-1, 0, 0, 0]] * 4, "counts must be >= 0"),
+        ("contexts.beta", [[0.0, 1.0, 1.0, 1.0]] * 4, "must be finite and > 0"),
+        ("total_outcomes", -3, "total_outcomes must be a count"),
+    ],
+)
+def test_a_snapshot_that_does_not_fit_is_refused_saying_how(
+    path: str, value: Any, message: str
+) -> None:
+    with pytest.raises(SnapshotError, match=message):
+        Bandit.from_document(_mutated(path, value), BanditConfig())
+
+
+def test_a_snapshot_with_contexts_outside_fixed_locations_is_refused() -> None:
+    document = _trained(BanditConfig()).to_document()
+    with pytest.raises(SnapshotError, match="not among the configured locations"):
+        Bandit.from_document(document, BanditConfig(locations=("Airport",)))
+
+
+def test_a_snapshot_into_fixed_locations_keeps_rows_by_context() -> None:
+    bandit = Bandit(BanditConfig())
+    row = bandit.context_index("Downtown", "high")
+    bandit.update([row], [2], [True], now=0.0)
+    restored, _ = Bandit.from_document(
+        bandit.to_document(), BanditConfig(locations=("Airport", "Downtown"))
+    )
+    index = restored.context_index("Downtown", "high")
+    assert restored.arm_stats().successes[index].tolist() == [0, 0, 1, 0]
+
+
+def test_state_file_is_written_atomically_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "bandit_stats.json"
+    assert read_json(path) is None
+    document = _trained(BanditConfig()).to_document(ENGINE)
+    write_json_atomic(path, document)
+    write_json_atomic(path, document)  # replacing an existing file works too
+    assert read_json(path) == json.loads(json.dumps(document))
+    assert [p.name for p in tmp_path.iterdir()] == ["bandit_stats.json"]
+
+
+def test_an_unparseable_state_file_is_a_snapshot_error(tmp_path: Path) -> None:
+    path = tmp_path / "bandit_stats.json"
+    path.write_text('{"format": "dynpricing.bandit_stats", ')
+    with pytest.raises(SnapshotError, match="not valid JSON"):
+        read_json(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(SnapshotError, match="expected a JSON object"):
+        read_json(path)
