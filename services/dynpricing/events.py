@@ -98,8 +98,10 @@ def _load_object(raw: bytes | None) -> dict[str, Any]:
         raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(value).__name__}")
     version = value.get("schema_version", 1)
     # Type first: a list or object is unhashable and would break the set lookup.
-    if isinstance(version, bool) or not isinstance(version, int | float) or (
-        version not in SUPPORTED_VERSIONS
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int | float)
+        or (version not in SUPPORTED_VERSIONS)
     ):
         raise InvalidEvent("unsupported_schema_version", f"schema_version {version!r}")
     return value
@@ -147,22 +149,58 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> float:
     raise InvalidEvent("invalid_field", f"'{name}' must be a time, got {value!r}")
 
 
+DemandFields = tuple[str, float, str, int, int, int]
+"""A valid demand event's fields in :class:`DemandEvent` order, schema version last."""
+
+
 def parse_demand(raw: bytes | None, *, fallback_id: str) -> DemandEvent:
     """A demand event; version-1 events without ``event_id`` get ``fallback_id``."""
+    return DemandEvent(*demand_fields(raw, fallback_id=fallback_id))
+
+
+def demand_fields(raw: bytes | None, *, fallback_id: str) -> DemandFields:
+    """What :func:`parse_demand` validates, as a plain tuple (the engine's hot path).
+
+    Events whose fields all have the usual types are accepted by one combined
+    check; anything else goes through the field-by-field checks, so a rejected
+    event gets exactly the same reason and detail either way.
+    """
     obj = _load_object(raw)
+    event_id = obj.get("event_id")
+    timestamp = obj.get("timestamp")
+    location = obj.get("location")
+    requests = obj.get("active_requests")
+    drivers = obj.get("available_drivers")
+    if (
+        type(event_id) is str
+        and ((type(timestamp) is float and 0.0 <= timestamp < math.inf) or type(timestamp) is int)
+        and type(location) is str
+        and 0 < len(location) <= MAX_LOCATION_LENGTH
+        and type(requests) is int
+        and type(drivers) is int
+        and timestamp >= 0
+        and requests >= 0
+        and drivers >= 0
+    ):
+        version = int(obj.get("schema_version", 1))
+        return event_id, float(timestamp), location, requests, drivers, version
+    return _checked_demand_fields(obj, fallback_id)
+
+
+def _checked_demand_fields(obj: dict[str, Any], fallback_id: str) -> DemandFields:
     version = obj.get("schema_version", 1)
     event_id = obj.get("event_id", fallback_id if version == 1 else None)
     if event_id is None:
         raise InvalidEvent("missing_field", "field 'event_id' is required")
     if not isinstance(event_id, str | int) or isinstance(event_id, bool):
         raise InvalidEvent("invalid_field", f"'event_id' must be a string, got {event_id!r}")
-    return DemandEvent(
-        event_id=str(event_id),
-        timestamp=parse_timestamp(_require(obj, "timestamp")),
-        location=_text(obj, "location"),
-        active_requests=_count(obj, "active_requests"),
-        available_drivers=_count(obj, "available_drivers"),
-        schema_version=int(version),
+    return (
+        str(event_id),
+        parse_timestamp(_require(obj, "timestamp")),
+        _text(obj, "location"),
+        _count(obj, "active_requests"),
+        _count(obj, "available_drivers"),
+        int(version),
     )
 
 
@@ -193,8 +231,10 @@ def _multiplier(obj: dict[str, Any]) -> float | None:
         value = obj.get(name)
         if value is None:  # absent or null
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-            not math.isfinite(value)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (not math.isfinite(value))
         ):
             raise InvalidEvent("invalid_field", f"'{name}' must be a number, got {value!r}")
         if value <= 0:
@@ -256,22 +296,51 @@ def parse_decision(raw: bytes | None) -> Decision:
 
 def encode_decision(d: Decision) -> bytes:
     """Version-2 decision JSON, with the original design's fields alongside."""
+    return decision_bytes(
+        d.decision_id,
+        d.event_id,
+        d.timestamp,
+        d.event_timestamp,
+        d.location,
+        d.demand_level,
+        d.price_multiplier,
+        d.price,
+        d.propensity,
+        d.policy,
+        d.model_version,
+    )
+
+
+def decision_bytes(  # noqa: PLR0917 - one per decision field, positional on the hot path
+    decision_id: str,
+    event_id: str,
+    timestamp: float,
+    event_timestamp: float,
+    location: str,
+    demand_level: str,
+    price_multiplier: float,
+    price: float | None,
+    propensity: float,
+    policy: str,
+    model_version: str,
+) -> bytes:
+    """:func:`encode_decision` from the fields (the engine's hot path builds no object)."""
     return orjson.dumps(
         {
             "schema_version": DECISION_SCHEMA_VERSION,
-            "decision_id": d.decision_id,
-            "event_id": d.event_id,
-            "timestamp": d.timestamp,
-            "event_timestamp": d.event_timestamp,
-            "location": d.location,
-            "demand_level": d.demand_level,
-            "context": [d.location, d.demand_level],
-            "price_multiplier": d.price_multiplier,
-            "chosen_price": d.price_multiplier,
-            "price": d.price,
-            "propensity": d.propensity,
-            "policy": d.policy,
-            "model_version": d.model_version,
+            "decision_id": decision_id,
+            "event_id": event_id,
+            "timestamp": timestamp,
+            "event_timestamp": event_timestamp,
+            "location": location,
+            "demand_level": demand_level,
+            "context": [location, demand_level],
+            "price_multiplier": price_multiplier,
+            "chosen_price": price_multiplier,
+            "price": price,
+            "propensity": propensity,
+            "policy": policy,
+            "model_version": model_version,
         }
     )
 

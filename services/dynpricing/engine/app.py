@@ -20,6 +20,7 @@ from dynpricing.engine.state import EngineBookkeeping, partition_key, split_part
 from dynpricing.kafka_io import (
     DeliveryFailedError,
     StopFlag,
+    consume_batch,
     ensure_topics,
     make_consumer,
     make_producer,
@@ -156,7 +157,7 @@ def run(engine: PricingEngine, settings: EngineSettings, stop: StopFlag, health:
     next_snapshot = time.monotonic() + settings.snapshot_interval_s
     next_summary = time.monotonic() + settings.summary_interval_s
     while not stop.is_set():
-        engine.process(engine.consumer.consume(settings.batch_size, settings.poll_timeout_s))
+        engine.process(consume_batch(engine.consumer, settings.batch_size, settings.poll_timeout_s))
         health.tick()
         now = time.monotonic()
         if now >= next_snapshot:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from dynpricing import events
 from dynpricing.core.bandit import Bandit
 from dynpricing.core.contexts import DemandThresholds, context_key, demand_level
 from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
-from dynpricing.engine.metrics import EngineMetrics
+from dynpricing.engine.metrics import EngineMetrics, observe_many
 from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
 from dynpricing.kafka_io import DeliveryTracker, flush, origin_of, produce
@@ -41,14 +40,11 @@ EXPIRED = "expired"
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
-class _Priced:
-    """A valid demand event and where it came from, ready to be priced."""
+_Priced = tuple[str, str, float, int]
+"""A valid demand event ready to be priced: decision id, event id, event time, context row.
 
-    event: events.DemandEvent
-    origin: events.Origin
-    context: int
-    decision_id: str
+A plain tuple rather than an object: it is built once per event on the hot path.
+"""
 
 
 def decision_id_for(origin: events.Origin, event_id: str) -> str:
@@ -84,6 +80,9 @@ class PricingEngine:
         self.already_published: set[str] = set()
         self.last_snapshot_at: float | None = None
         self._decision_children: dict[tuple[int, int], Any] = {}
+        self._context_ids: dict[tuple[str, str], int] = {}
+        self._names: list[tuple[str, str, str]] = []
+        self._multipliers = [float(p) for p in bandit.prices]
         self._topics = settings.topics
 
     # ---- one batch -------------------------------------------------------------------
@@ -95,12 +94,18 @@ class PricingEngine:
         self.metrics.batch_size.observe(len(messages))
         demand: list[Message] = []
         outcomes: list[Message] = []
+        demand_topic = self._topics.demand
+        last_offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
-            if not self._usable(msg):
+            if msg.error() is not None and not self._usable(msg):
                 continue
-            where = origin_of(msg)
-            (demand if where.topic == self._topics.demand else outcomes).append(msg)
-            self.books.offsets[partition_key(where.topic, where.partition)] = where.offset + 1
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is None or partition is None or offset is None:
+                raise ValueError("message without topic, partition or offset")
+            (demand if topic == demand_topic else outcomes).append(msg)
+            last_offsets[(topic, partition)] = offset
+        for (topic, partition), offset in last_offsets.items():
+            self.books.offsets[partition_key(topic, partition)] = offset + 1
         with self.lock:
             self._learn(outcomes)
             self._price(demand)
@@ -207,62 +212,77 @@ class PricingEngine:
             raise events.InvalidEvent("unknown_location", str(exc)) from None
 
     def _parse_demand(self, msg: Message) -> _Priced | None:
-        origin = origin_of(msg)
-        fallback_id = f"{origin.partition}-{origin.offset}"
+        """A demand message's fields and context, or None (dead-lettered or already published)."""
+        fallback_id = f"{msg.partition()}-{msg.offset()}"
         try:
-            event = events.parse_demand(msg.value(), fallback_id=fallback_id)
-            level = demand_level(event.active_requests, event.available_drivers, self.thresholds)
-            context = self._context(event.location, level)
+            event_id, timestamp, location, requests, drivers, _ = events.demand_fields(
+                msg.value(), fallback_id=fallback_id
+            )
+            level = demand_level(requests, drivers, self.thresholds)
+            context = self._context_ids.get((location, level))
+            if context is None:
+                context = self._context(location, level)
+                self._context_ids[(location, level)] = context
         except events.InvalidEvent as exc:
             self._dead_letter(msg, exc)
             return None
-        decision_id = decision_id_for(origin, event.event_id)
-        if decision_id in self.already_published:
+        decision_id = f"{fallback_id}-{event_id}"  # as decision_id_for(origin, event_id)
+        if self.already_published and decision_id in self.already_published:
             self.already_published.discard(decision_id)
             return None
-        return _Priced(event, origin, context, decision_id)
+        return decision_id, event_id, timestamp, context
 
     def _price(self, messages: Sequence[Message]) -> None:
         priced = [p for p in map(self._parse_demand, messages) if p is not None]
         if not priced:
             return
         now = self.clock()
-        contexts = np.fromiter((p.context for p in priced), dtype=np.int64, count=len(priced))
+        contexts = np.fromiter((p[3] for p in priced), dtype=np.int64, count=len(priced))
         batch = self.bandit.decide(contexts, self.books.rng, now)
-        arms = batch.arms.tolist()
-        propensities = batch.propensities.tolist()
-        model_version = f"{self.bandit.policy_name}:{self.bandit.total_outcomes}"
-        for item, arm, propensity in zip(priced, arms, propensities, strict=True):
-            self._publish(item, arm, propensity, now, model_version)
+        self._publish(priced, batch.arms.tolist(), batch.propensities.tolist(), now)
         self._count_decisions(contexts, batch.arms)
 
     def _publish(
-        self, item: _Priced, arm: int, propensity: float, now: float, model_version: str
+        self, priced: list[_Priced], arms: list[int], propensities: list[float], now: float
     ) -> None:
-        location = item.event.location
-        level = self.bandit.contexts()[item.context][1]
-        multiplier = float(self.bandit.prices[arm])
-        base = self.settings.base_prices.get(location)
-        decision = events.Decision(
-            decision_id=item.decision_id,
-            event_id=item.event.event_id,
-            timestamp=now,
-            event_timestamp=item.event.timestamp,
-            location=location,
-            demand_level=level,
-            price_multiplier=multiplier,
-            price=round(base * multiplier, 6) if base is not None else None,
-            propensity=propensity,
-            policy=self.bandit.policy_name,
-            model_version=model_version,
-        )
-        key = context_key(location, level)
-        value = events.encode_decision(decision)
-        produce(self.producer, self._topics.decisions, value, key, self.tracker)
-        self.metrics.latency.observe(max(0.0, self.clock() - item.event.timestamp))
-        entry = Pending(item.context, arm, now)
-        for evicted_id, evicted in self.books.pending.add(item.decision_id, entry):
+        """Produce one decision per priced event, observe latency, and add them as pending."""
+        policy = self.bandit.policy_name
+        model_version = f"{policy}:{self.bandit.total_outcomes}"
+        names = self._context_names(max(p[3] for p in priced))
+        multipliers = self._multipliers
+        base_prices = self.settings.base_prices
+        topic = self._topics.decisions
+        send = self.producer.produce
+        tracker = self.tracker
+        entries = []
+        for (decision_id, event_id, timestamp, context), arm, propensity in zip(
+            priced, arms, propensities, strict=True
+        ):
+            location, level, key = names[context]
+            multiplier = multipliers[arm]
+            base = base_prices.get(location)
+            value = events.decision_bytes(
+                decision_id, event_id, now, timestamp, location, level, multiplier,
+                round(base * multiplier, 6) if base is not None else None,
+                propensity, policy, model_version,
+            )  # fmt: skip
+            try:
+                send(topic, value=value, key=key, on_delivery=tracker)
+            except BufferError:
+                produce(self.producer, topic, value, key, tracker)  # polls and retries, bounded
+            entries.append((decision_id, Pending(context, arm, now)))
+        published_at = self.clock()
+        observe_many(self.metrics.latency, [max(0.0, published_at - p[2]) for p in priced])
+        for evicted_id, evicted in self.books.pending.add_many(entries):
             self._expire_one(evicted_id, evicted)
+
+    def _context_names(self, highest: int) -> list[tuple[str, str, str]]:
+        """(location, level, Kafka key) per context row, extended when new contexts appear."""
+        names = self._names
+        if highest >= len(names):
+            for location, level in self.bandit.contexts()[len(names) :]:
+                names.append((location, level, context_key(location, level)))
+        return names
 
     def _count_decisions(self, contexts: np.ndarray, arms: np.ndarray) -> None:
         n_arms = len(self.bandit.prices)

@@ -8,7 +8,9 @@ early rather than the table growing without bound.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 
@@ -17,6 +19,11 @@ class Pending:
     context: int
     arm: int
     decided_at: float
+
+
+_CONTEXT = attrgetter("context")
+_ARM = attrgetter("arm")
+_DECIDED_AT = attrgetter("decided_at")
 
 
 class PendingTable:
@@ -40,6 +47,14 @@ class PendingTable:
             evicted.append(self._items.popitem(last=False))
         return evicted
 
+    def add_many(self, entries: Iterable[tuple[str, Pending]]) -> list[tuple[str, Pending]]:
+        """:meth:`add` for a batch: the same table and the same evictions, in order."""
+        self._items.update(entries)
+        evicted = []
+        while len(self._items) > self.capacity:
+            evicted.append(self._items.popitem(last=False))
+        return evicted
+
     def pop(self, decision_id: str) -> Pending | None:
         return self._items.pop(decision_id, None)
 
@@ -58,9 +73,9 @@ class PendingTable:
         items = self._items
         return {
             "decision_id": list(items),
-            "context": [e.context for e in items.values()],
-            "arm": [e.arm for e in items.values()],
-            "decided_at": [e.decided_at for e in items.values()],
+            "context": list(map(_CONTEXT, items.values())),
+            "arm": list(map(_ARM, items.values())),
+            "decided_at": list(map(_DECIDED_AT, items.values())),
         }
 
     @classmethod
