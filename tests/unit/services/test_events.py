@@ -359,6 +359,18 @@ def test_any_bytes_become_an_outcome_or_an_invalid_event_with_a_known_reason(raw
     _parses_or_refuses_with_a_known_reason(parse_outcome, raw)
 
 
+@given(
+    st.binary(max_size=200)
+    | mutated(
+        orjson.loads(encode_decision(DECISION)), list(orjson.loads(encode_decision(DECISION)))
+    )
+)
+def test_any_bytes_on_the_decisions_topic_become_a_decision_or_an_invalid_event(
+    raw: bytes,
+) -> None:
+    _parses_or_refuses_with_a_known_reason(parse_decision, raw)
+
+
 @given(json_values)
 def test_any_json_value_becomes_an_event_or_an_invalid_event_with_a_known_reason(
     value: Any,
