@@ -13,7 +13,14 @@ import sys
 from collections.abc import Sequence
 
 from dynpricing.bench.kafka_env import unique
-from dynpricing.kafka_io import DeliveryTracker, flush, make_consumer, make_producer, produce
+from dynpricing.kafka_io import (
+    DeliveryTracker,
+    consume_batch,
+    flush,
+    make_consumer,
+    make_producer,
+    produce,
+)
 from dynpricing.settings import EngineSettings, KafkaSettings
 
 
@@ -28,7 +35,7 @@ def relay(bootstrap: str, source: str, target: str, count: int) -> int:
     done = 0
     try:
         while done < count:
-            for msg in consumer.consume(defaults.batch_size, defaults.poll_timeout_s):
+            for msg in consume_batch(consumer, defaults.batch_size, defaults.poll_timeout_s):
                 value = msg.value()
                 if msg.error() is not None or value is None:
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ class Results:
     latency: list[LatencyResult] = field(default_factory=list)
     core: list[CoreResult] = field(default_factory=list)
     state: StateResult | None = None
+    load_before: tuple[float, ...] = field(default_factory=os.getloadavg)
 
     def to_document(self) -> dict[str, Any]:
         t, s = self.throughput, self.state
@@ -56,7 +58,8 @@ class Results:
 
     def table(self) -> str:
         machine = f"{platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}"
-        lines = [f"machine: {machine}"]
+        load = ", ".join(f"{x:.1f}" for x in self.load_before)
+        lines = [f"machine: {machine}; load average before the run: {load}"]
         lines += _throughput_lines(self.throughput)
         lines += _latency_lines(self.latency)
         lines += _core_lines(self.core)
@@ -65,8 +68,6 @@ class Results:
 
 
 def _cpus() -> int:
-    import os  # noqa: PLC0415 - only for the header line
-
     return len(os.sched_getaffinity(0))
 
 
