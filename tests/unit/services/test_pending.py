@@ -111,3 +111,26 @@ def test_resolved_memory_round_trips_and_a_smaller_capacity_keeps_the_newest() -
     assert ResolvedMemory.from_document(doc, 5).to_document() == memory.to_document()
     smaller = ResolvedMemory.from_document(doc, 2)
     assert smaller.to_document() == {"decision_id": ["d3", "d4"], "status": ["applied", "expired"]}
+
+
+@given(
+    st.integers(min_value=1, max_value=8),
+    st.integers(min_value=0, max_value=8),
+    st.lists(st.integers(min_value=0, max_value=20), max_size=12),
+)
+def test_adding_a_batch_of_new_decisions_equals_adding_them_one_by_one(
+    capacity: int, already: int, batch_sizes: list[int]
+) -> None:
+    one_by_one = _table(capacity, [float(i) for i in range(already)])
+    batched = _table(capacity, [float(i) for i in range(already)])
+    next_id = already
+    for size in batch_sizes:
+        entries = [
+            (f"d{next_id + i}", Pending(i % 3, i % 4, float(next_id + i))) for i in range(size)
+        ]
+        next_id += size
+        evicted = [
+            pair for decision_id, entry in entries for pair in one_by_one.add(decision_id, entry)
+        ]
+        assert batched.add_many(entries) == evicted
+        assert batched.to_document() == one_by_one.to_document()
