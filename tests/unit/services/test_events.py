@@ -390,3 +390,24 @@ def test_every_valid_demand_event_round_trips_through_encode_and_parse(
 @given(decisions)
 def test_every_decision_the_engine_publishes_reads_back_unchanged(decision: Decision) -> None:
     assert parse_decision(encode_decision(decision)) == decision
+
+
+def _demand_fields_or_refusal(parse: Callable[[], tuple[object, ...]]) -> tuple[object, ...]:
+    try:
+        fields = parse()
+    except InvalidEvent as exc:
+        return ("refused", exc.reason, exc.detail)
+    return tuple((type(value), value) for value in fields)
+
+
+@given(
+    mutated(VALID_DEMAND, DEMAND_FIELDS)
+    | demand_events.map(encode_demand)
+    | st.builds(lambda ts: _demand(timestamp=ts), st.integers(0, 2**64 - 1) | st.floats(0, 1e12))
+)
+def test_the_engines_fast_demand_check_agrees_with_the_field_by_field_one(raw: bytes) -> None:
+    fast = _demand_fields_or_refusal(lambda: events.demand_fields(raw, fallback_id="f"))
+    checked = _demand_fields_or_refusal(
+        lambda: events._checked_demand_fields(events._load_object(raw), "f")
+    )
+    assert fast == checked
