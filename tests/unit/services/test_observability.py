@@ -41,12 +41,49 @@ class Served:
             connection.close()
 
 
+STALE_AFTER_S = 1.0  # long enough that no test but the liveness one sees it lapse
+
+
+class Views:
+    """JSON views whose behaviour each test can steer."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = threading.Event()
+        self.release.set()
+
+    def state(self) -> dict[str, Any]:
+        return {"total_outcomes": 3, "contexts": []}
+
+    def counting(self) -> dict[str, Any]:
+        self.calls += 1
+        return {"calls": self.calls}
+
+    def slow(self) -> dict[str, Any]:
+        self.release.wait(TIMEOUT_S)
+        return {}
+
+
 @pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    """One server for the tests that leave it as they found it (stopping takes ~0.5 s)."""
-    running = Served({"/state": lambda: {"total_outcomes": 3, "contexts": []}})
+def views() -> Views:
+    return Views()
+
+
+@pytest.fixture(scope="module")
+def server(views: Views) -> Iterator[Served]:
+    """One server for the module: stopping one takes up to half a second."""
+    routes = {"/state": views.state, "/counting": views.counting, "/slow": views.slow}
+    running = Served(routes, Health(stale_after_s=STALE_AFTER_S))
     yield running
     running.server.stop()
+
+
+@pytest.fixture
+def served(server: Served) -> Served:
+    """The shared server, alive and not ready, as a service is right after start."""
+    server.health.tick()
+    server.health.set_ready(False)
+    return server
 
 
 def test_the_server_listens_on_the_port_the_os_picked(served: Served) -> None:
@@ -75,34 +112,22 @@ def test_a_query_string_does_not_change_the_endpoint(served: Served) -> None:
     assert served.get("/healthz?verbose=1")[0] == 200
 
 
-def test_readiness_follows_the_service_and_is_false_at_start() -> None:
-    served = Served()
-    try:
-        _check_readiness(served)
-    finally:
-        served.server.stop()
-
-
-def _check_readiness(served: Served) -> None:
-    assert served.get("/readyz")[0] == 503
+def test_readiness_follows_the_service_and_is_false_at_start(served: Served) -> None:
+    assert served.get("/readyz") == (503, "text/plain", b"not ready\n")
     served.health.set_ready(True)
-    assert served.get("/readyz")[:1] == (200,)
-    assert served.get("/readyz")[2] == b"ready\n"
+    assert served.get("/readyz") == (200, "text/plain", b"ready\n")
     served.health.set_ready(False)
     assert served.get("/readyz") == (503, "text/plain", b"not ready\n")
 
 
-def test_liveness_fails_once_the_loop_stops_ticking_and_recovers_when_it_ticks() -> None:
-    served = Served(health=Health(stale_after_s=0.5))
-    try:
-        served.health.tick()
-        assert served.get("/healthz") == (200, "text/plain", b"alive\n")
-        time.sleep(0.6)
-        assert served.get("/healthz") == (503, "text/plain", b"loop stalled\n")
-        served.health.tick()
-        assert served.get("/healthz")[0] == 200
-    finally:
-        served.server.stop()
+def test_liveness_fails_once_the_loop_stops_ticking_and_recovers_when_it_ticks(
+    served: Served,
+) -> None:
+    assert served.get("/healthz") == (200, "text/plain", b"alive\n")
+    time.sleep(STALE_AFTER_S + 0.1)
+    assert served.get("/healthz") == (503, "text/plain", b"loop stalled\n")
+    served.health.tick()
+    assert served.get("/healthz")[0] == 200
 
 
 def test_a_json_view_is_served_as_json(served: Served) -> None:
@@ -111,19 +136,9 @@ def test_a_json_view_is_served_as_json(served: Served) -> None:
     assert json.loads(body) == {"total_outcomes": 3, "contexts": []}
 
 
-def test_a_json_view_is_computed_afresh_for_every_request() -> None:
-    calls: list[int] = []
-
-    def view() -> dict[str, Any]:
-        calls.append(1)
-        return {"calls": len(calls)}
-
-    served = Served({"/state": view})
-    try:
-        assert json.loads(served.get("/state")[2]) == {"calls": 1}
-        assert json.loads(served.get("/state")[2]) == {"calls": 2}
-    finally:
-        served.server.stop()
+def test_a_json_view_is_computed_afresh_for_every_request(served: Served) -> None:
+    first = json.loads(served.get("/counting")[2])["calls"]
+    assert json.loads(served.get("/counting")[2]) == {"calls": first + 1}
 
 
 def test_an_unknown_path_is_not_found(served: Served) -> None:
@@ -131,24 +146,17 @@ def test_an_unknown_path_is_not_found(served: Served) -> None:
     assert served.get("/")[0] == 404
 
 
-def test_a_slow_view_does_not_block_health_checks() -> None:
-    release = threading.Event()
-
-    def slow() -> dict[str, Any]:
-        release.wait(TIMEOUT_S)
-        return {}
-
-    served = Served({"/state": slow})
+def test_a_slow_view_does_not_block_health_checks(served: Served, views: Views) -> None:
+    views.release.clear()
     results: list[int] = []
-    waiting = threading.Thread(target=lambda: results.append(served.get("/state")[0]))
+    waiting = threading.Thread(target=lambda: results.append(served.get("/slow")[0]))
     try:
         waiting.start()
         assert served.get("/healthz")[0] == 200
         assert results == []
     finally:
-        release.set()
+        views.release.set()
         waiting.join(TIMEOUT_S)
-        served.server.stop()
     assert results == [200]
 
 
