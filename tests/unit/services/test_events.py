@@ -82,9 +82,7 @@ def test_a_version_2_demand_event_becomes_a_frozen_event_with_every_field() -> N
         event.location = "Downtown"  # type: ignore[misc]
 
 
-def test_original_design_demand_event_without_version_with_weather_and_int_time_is_accepted() -> (
-    None
-):
+def test_an_original_design_event_without_version_with_weather_and_int_time_is_read() -> None:
     raw = _json(
         {
             "timestamp": 1_700_000_000,
