@@ -71,4 +71,4 @@ class DemandModel:
         """Chance that a burst started since this location was last sampled."""
         quiet_s = max(0.0, elapsed_s - self._last_seen[location])
         self._last_seen[location] = elapsed_s
-        return 1.0 - (1.0 - self.burst_probability) ** quiet_s
+        return 1.0 - math.pow(1.0 - self.burst_probability, quiet_s)
