@@ -23,7 +23,13 @@ from dynpricing.experiment.policies import (
     parse_policy,
     with_half_life,
 )
-from dynpricing.experiment.scoring import PolicyScore, curve_rows, results_document, score
+from dynpricing.experiment.scoring import (
+    PolicyScore,
+    curve_rows,
+    mean_ci,
+    results_document,
+    score,
+)
 from dynpricing.experiment.simulation import make_streams, simulate
 from dynpricing.statefile import read_json, write_json_atomic
 
@@ -32,6 +38,16 @@ DEFAULT_SEEDS = 50
 CSV_POINTS = 400  # curve points per policy in --csv
 PROGRESS_WIDTH = 30  # characters of the progress bar
 BUNDLED_MARKET = "l6.json"
+FAMILY_FILES = (
+    "l6",
+    "linear",
+    "elasticity",
+    "cliff",
+    "near-tie",
+    "many-contexts",
+    "l6-drift",
+)  # bundled markets compared by --families
+FAMILY_POLICIES = ("ts-revenue", DEFAULT_POLICY_NAME)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="H",
         help="also run each learning policy with forgetting at this half-life (decisions)",
     )
+    parser.add_argument(
+        "--families",
+        action="store_true",
+        help="instead of one market, run the policies (default: ts-revenue and the default "
+        "policy) on every bundled market family and print paired differences to the first",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results document")
     parser.add_argument("--csv", type=Path, metavar="OUT", help="write the curves behind --plot")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw the curves")
@@ -78,10 +100,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def load_market_file(path: Path | None) -> Market:
-    """A market from a file, or the bundled L6 when no path is given."""
+def load_market_file(path: Path | None, bundled_name: str = BUNDLED_MARKET) -> Market:
+    """A market from a file, or a bundled one (L6 by default) when no path is given."""
     if path is None:
-        bundled = resources.files("dynpricing").joinpath("data", BUNDLED_MARKET)
+        bundled = resources.files("dynpricing").joinpath("data", bundled_name)
         with resources.as_file(bundled) as local:
             doc = read_json(local)
     else:
@@ -172,9 +194,43 @@ def write_csv(path: Path, scores: Sequence[PolicyScore]) -> None:
         writer.writerows(curve_rows(scores, CSV_POINTS))
 
 
+def compare_families(args: argparse.Namespace) -> str:
+    """Each policy against the first on every bundled family, as paired differences.
+
+    The policies share every market stream, so the per-seed difference cancels
+    the market noise and its confidence interval is much tighter than either
+    policy's own.
+    """
+    names = args.policy or list(FAMILY_POLICIES)
+    specs = select_policies(names, args.half_life)
+    lines = [f"{'market':<14} " + "  ".join(f"{s.name:>22}" for s in specs)]
+    for family in FAMILY_FILES:
+        market = load_market_file(None, f"{family}.json")
+        streams = make_streams(market, args.horizon, args.seeds, args.delay_mean, args.seed)
+        pct = [
+            score(simulate(spec, market, streams, args.seed), market, streams).oracle_revenue_pct
+            for spec in specs
+        ]
+        cells = [f"{mean_ci(pct[0])['mean']:>22.2f}"]
+        for values in pct[1:]:
+            diff = mean_ci(values - pct[0])
+            cells.append(
+                f"{mean_ci(values)['mean']:>8.2f} ({diff['mean']:+.2f}±{diff['ci95']:.2f})"
+            )
+        lines.append(f"{market.name:<14} " + "  ".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point wired to ``dynpricing experiment``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.families:
+        try:
+            print(compare_families(args))
+        except PricingError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         market, scores, document = run_experiment(args)
     except PricingError as exc:
