@@ -111,7 +111,8 @@ class EngineSettings(ServiceSettings):
     decision_timeout_s: float = Field(default=300.0, gt=0)
     expired_as: Literal["reject", "drop"] = "reject"
     max_pending: int = Field(default=1_000_000, ge=1)
-    resolved_memory: int = Field(default=200_000, ge=0)
+    # >= 1: without any memory a replayed outcome that names its context would be learnt twice
+    resolved_memory: int = Field(default=200_000, ge=1)
     batch_size: int = Field(default=1000, ge=1)
     poll_timeout_s: float = Field(default=0.2, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from dynpricing import events
 from dynpricing.core.bandit import Bandit, BanditConfig
 from dynpricing.core.errors import PricingError, SnapshotError
-from dynpricing.engine.loop import PricingEngine
+from dynpricing.engine.loop import WATERMARK_TIMEOUT_S, PricingEngine
 from dynpricing.engine.metrics import EngineMetrics
 from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
@@ -32,6 +32,8 @@ from dynpricing.settings import EngineSettings
 from dynpricing.statefile import read_json
 
 RECOVERY_DEADLINE_S = 60.0
+COMMITTED_DEADLINE_S = 60.0
+COMMITTED_RETRY_S = 0.5
 RECOVERY_BATCH = 5000
 EXIT_BAD_STATE = 2
 EXIT_DELIVERY_FAILED = 3
@@ -137,18 +139,56 @@ def _re_enter(engine: PricingEngine, value: bytes | None) -> int:
     return 1
 
 
-def _on_assign(engine: PricingEngine, health: Health) -> Any:
-    def assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            offset = engine.books.offsets.get(partition_key(tp.topic, tp.partition))
-            if offset is not None:
-                tp.offset = offset
-        consumer.assign(partitions)
-        engine.log.info("partitions_assigned", partitions=[f"{p.topic}:{p.partition}@{p.offset}"
-                                                           for p in partitions])
-        health.set_ready(True)
+def _start_offset(
+    engine: PricingEngine, committed: dict[tuple[str, int], int], topic: str, partition: int
+) -> int:
+    """The snapshot's offset, else Kafka's committed one, else the beginning."""
+    offset = engine.books.offsets.get(partition_key(topic, partition))
+    if offset is not None:
+        return offset
+    return committed.get((topic, partition), OFFSET_BEGINNING)
 
-    return assign
+
+def _committed(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    """Kafka's committed offsets; retried while the group coordinator is still loading."""
+    deadline = time.monotonic() + COMMITTED_DEADLINE_S
+    while True:
+        try:
+            found = consumer.committed(partitions, timeout=WATERMARK_TIMEOUT_S)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(COMMITTED_RETRY_S)
+            continue
+        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+
+
+def assign_partitions(engine: PricingEngine, settings: EngineSettings) -> list[str]:
+    """Assign every partition of the input topics not yet assigned; returns what was added.
+
+    The engine is a single instance that keeps its own offsets, so it assigns
+    partitions itself instead of joining a consumer group's rebalances: a
+    restart after SIGKILL resumes at once instead of waiting for the dead
+    member's session to time out. The group id is still used for commits, so lag
+    stays visible to Kafka tools.
+    """
+    consumer = engine.consumer
+    wanted = []
+    for topic in (settings.topics.demand, settings.topics.outcomes):
+        metadata = consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_S)
+        wanted += [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+    current = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    new = [tp for tp in wanted if (tp.topic, tp.partition) not in current]
+    if not new:
+        return []
+    unknown = [
+        tp for tp in new if partition_key(tp.topic, tp.partition) not in engine.books.offsets
+    ]
+    committed = _committed(consumer, unknown) if unknown else {}
+    for tp in new:
+        tp.offset = _start_offset(engine, committed, tp.topic, tp.partition)
+    consumer.incremental_assign(new)
+    return [f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in new]
 
 
 def run(engine: PricingEngine, settings: EngineSettings, stop: StopFlag, health: Health) -> None:
@@ -163,13 +203,20 @@ def run(engine: PricingEngine, settings: EngineSettings, stop: StopFlag, health:
         if now >= next_snapshot:
             engine.snapshot()
             engine.refresh_gauges()
+            added = assign_partitions(engine, settings)
+            if added:
+                log.info("partitions_added", partitions=added)
             next_snapshot = now + settings.snapshot_interval_s
         if now >= next_summary:
-            log.info("learning_summary", outcomes=engine.bandit.total_outcomes,
-                     pending=len(engine.books.pending), contexts=engine.summary())
+            log.info(
+                "learning_summary",
+                outcomes=engine.bandit.total_outcomes,
+                pending=len(engine.books.pending),
+                contexts=engine.summary(),
+            )
             next_summary = now + settings.summary_interval_s
     log.info("shutting_down", signal=stop.signal_name)
-    engine.snapshot()
+    engine.snapshot(flush_timeout_s=settings.shutdown_timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,16 +238,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     health = Health()
     consumer = make_consumer(settings.kafka, settings.group_id, "pricing-engine")
     producer = make_producer(settings.kafka, "pricing-engine")
-    engine = PricingEngine(settings=settings, bandit=bandit, books=books, consumer=consumer,
-                           producer=producer, metrics=metrics, clock=wall_clock)
+    engine = PricingEngine(
+        settings=settings,
+        bandit=bandit,
+        books=books,
+        consumer=consumer,
+        producer=producer,
+        metrics=metrics,
+        clock=wall_clock,
+    )
     recovered = recover_published(engine, settings)
-    log.info("engine_started", restored=restored, outcomes=bandit.total_outcomes,
-             pending=len(books.pending), recovered_decisions=recovered, policy=bandit.policy_name)
-    http = HttpServer(settings.http_host, settings.http_port, registry, health,
-                      {"/state": engine.state_view})
+    if not restored:
+        # A first snapshot before consuming anything: from now on a crash always
+        # finds marks saying where decisions published after it begin.
+        engine.snapshot()
+    log.info(
+        "engine_started",
+        restored=restored,
+        outcomes=bandit.total_outcomes,
+        pending=len(books.pending),
+        recovered_decisions=recovered,
+        policy=bandit.policy_name,
+    )
+    http = HttpServer(
+        settings.http_host, settings.http_port, registry, health, {"/state": engine.state_view}
+    )
     http.start()
-    consumer.subscribe([settings.topics.demand, settings.topics.outcomes],
-                       on_assign=_on_assign(engine, health))
+    log.info("partitions_assigned", partitions=assign_partitions(engine, settings))
+    health.set_ready(True)
     try:
         run(engine, settings, stop, health)
     except DeliveryFailedError as exc:

@@ -26,7 +26,7 @@ from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
 from dynpricing.engine.metrics import EngineMetrics, observe_many
 from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
-from dynpricing.kafka_io import DeliveryTracker, flush, origin_of, produce
+from dynpricing.kafka_io import FLUSH_TIMEOUT_S, DeliveryTracker, flush, origin_of, produce
 from dynpricing.settings import EngineSettings
 from dynpricing.statefile import write_json_atomic
 
@@ -88,8 +88,10 @@ class PricingEngine:
     # ---- one batch -------------------------------------------------------------------
 
     def process(self, messages: Sequence[Message]) -> None:
-        """Learn from the batch's outcomes, then price its demand, all at once."""
+        """Learn from the batch's outcomes, price its demand, expire what waited too long."""
         if not messages:
+            with self.lock:
+                self._expire(self.clock())
             return
         self.metrics.batch_size.observe(len(messages))
         demand: list[Message] = []
@@ -127,8 +129,14 @@ class PricingEngine:
         value = events.encode_dead_letter(msg.value(), exc.reason, exc.detail, origin, self.clock())
         produce(self.producer, self._topics.dead_letters, value, msg.key(), self.tracker)
         self.metrics.dead_letters.labels(exc.reason).inc()
-        self.log.info("dead_lettered", reason=exc.reason, detail=exc.detail,
-                      topic=origin.topic, partition=origin.partition, offset=origin.offset)
+        self.log.info(
+            "dead_lettered",
+            reason=exc.reason,
+            detail=exc.detail,
+            topic=origin.topic,
+            partition=origin.partition,
+            offset=origin.offset,
+        )
 
     # ---- outcomes --------------------------------------------------------------------
 
@@ -314,10 +322,10 @@ class PricingEngine:
 
     # ---- snapshots -------------------------------------------------------------------
 
-    def snapshot(self) -> None:
+    def snapshot(self, flush_timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Deliver every decision, then write state + offsets atomically, then commit."""
         started = time.perf_counter()
-        flush(self.producer, self.tracker)
+        flush(self.producer, self.tracker, flush_timeout_s)
         with self.lock:
             self.books.decision_marks = self._decision_end_offsets()
             now = self.clock()
