@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,20 @@ class Pending:
     context: int
     arm: int
     decided_at: float
+
+
+V = TypeVar("V")
+
+
+def _in_order(items: OrderedDict[str, V]) -> tuple[list[str], list[V]]:
+    """Keys and values oldest first, read through the plain dict underneath.
+
+    Walking an ``OrderedDict``'s linked list is over ten times slower than
+    reading its dict, which for a million pending decisions made every snapshot
+    take seconds. Both orders are the insertion order here, because neither
+    table ever moves an entry (no ``move_to_end``, no ``popitem(last=True)``).
+    """
+    return list(dict.keys(items)), list(dict.values(items))
 
 
 _CONTEXT = attrgetter("context")
@@ -70,12 +84,12 @@ class PendingTable:
 
     def to_document(self) -> dict[str, list[Any]]:
         """Column lists: compact in JSON even for a million entries."""
-        items = self._items
+        ids, entries = _in_order(self._items)
         return {
-            "decision_id": list(items),
-            "context": list(map(_CONTEXT, items.values())),
-            "arm": list(map(_ARM, items.values())),
-            "decided_at": list(map(_DECIDED_AT, items.values())),
+            "decision_id": ids,
+            "context": list(map(_CONTEXT, entries)),
+            "arm": list(map(_ARM, entries)),
+            "decided_at": list(map(_DECIDED_AT, entries)),
         }
 
     @classmethod
@@ -109,7 +123,8 @@ class ResolvedMemory:
             self._items.popitem(last=False)
 
     def to_document(self) -> dict[str, list[str]]:
-        return {"decision_id": list(self._items), "status": list(self._items.values())}
+        ids, statuses = _in_order(self._items)
+        return {"decision_id": ids, "status": statuses}
 
     @classmethod
     def from_document(cls, doc: dict[str, list[str]], capacity: int) -> ResolvedMemory:

@@ -134,3 +134,17 @@ def test_adding_a_batch_of_new_decisions_equals_adding_them_one_by_one(
         ]
         assert batched.add_many(entries) == evicted
         assert batched.to_document() == one_by_one.to_document()
+
+
+def test_the_snapshot_lists_decisions_in_table_order_after_pops_expiry_and_evictions() -> None:
+    table = PendingTable(capacity=50)
+    table.add_many((f"d{i}", Pending(i % 3, i % 4, float(i))) for i in range(80))
+    table.pop("d60")
+    table.expire(45.0)
+    table.add("d60", Pending(0, 0, 99.0))
+    table.add("d61", Pending(1, 1, 61.0))  # already pending: keeps its place
+    doc = table.to_document()
+    walked = list(table._items.items())  # the OrderedDict's own (linked-list) order
+    assert doc["decision_id"] == [key for key, _ in walked]
+    assert doc["decided_at"] == [entry.decided_at for _, entry in walked]
+    assert doc["decision_id"][-1] == "d60"
