@@ -35,6 +35,7 @@ SHAPE_LOG_PRIOR_ODDS = -2.0  # log prior odds of each shape against the Beta mod
 # (the cliff family); tuned in docs/experiments.md
 STIRLING_SHIFT = 8  # log Gamma's Stirling series is accurate to ~1e-13 from here on
 HALF_LOG_2PI = 0.5 * LOG_2PI
+_SHIFTS = np.arange(STIRLING_SHIFT, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,7 @@ def log_gamma(x: FloatArray) -> FloatArray:
     Shift up by ``STIRLING_SHIFT`` with the recurrence, then the Stirling series.
     """
     x = np.asarray(x, dtype=np.float64)
-    shift = np.ones_like(x)
-    for i in range(STIRLING_SHIFT):
-        shift = shift * (x + i)
+    shift = np.prod(x[..., None] + _SHIFTS, axis=-1)
     z = x + STIRLING_SHIFT
     inv = 1.0 / z
     inv2 = inv * inv
@@ -75,12 +74,13 @@ def beta_log_evidence(
 ) -> FloatArray:
     """Log marginal likelihood of the independent-Beta model, per row."""
     prior = log_beta_function(np.full(1, prior_alpha), np.full(1, prior_beta))[0]
-    evidence: FloatArray = (log_beta_function(alpha, beta) - prior).sum(axis=-1)
+    lg_alpha, lg_beta, lg_total = log_gamma(np.stack([alpha, beta, alpha + beta]))
+    evidence: FloatArray = (lg_alpha + lg_beta - lg_total - prior).sum(axis=-1)
     return evidence
 
 
 def _sigmoid(z: FloatArray) -> FloatArray:
-    result: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(z, -LOGIT_LIMIT, LOGIT_LIMIT)))
+    result: FloatArray = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -LOGIT_LIMIT), LOGIT_LIMIT)))
     return result
 
 
@@ -135,8 +135,8 @@ def fit_logistic(successes: FloatArray, failures: FloatArray, x: FloatArray) -> 
         g_a = residual.sum(axis=-1) - (a - PRIOR_MEAN[0]) / PRIOR_VAR[0]
         g_b = -(residual * x).sum(axis=-1) - (b - PRIOR_MEAN[1]) / PRIOR_VAR[1]
         step_a, step_b = _solve_2x2(*_curvature(trials, p, x), g_a, g_b)
-        a = a + np.clip(step_a, -MAX_NEWTON_STEP, MAX_NEWTON_STEP)
-        b = b + np.clip(step_b, -MAX_NEWTON_STEP, MAX_NEWTON_STEP)
+        a = a + np.minimum(np.maximum(step_a, -MAX_NEWTON_STEP), MAX_NEWTON_STEP)
+        b = b + np.minimum(np.maximum(step_b, -MAX_NEWTON_STEP), MAX_NEWTON_STEP)
     p = np.clip(_sigmoid(a[:, None] - b[:, None] * x), 1e-300, 1.0 - 1e-16)
     h_aa, h_ab, h_bb = _curvature(trials, p, x)
     log_lik = (successes * np.log(p) + failures * np.log1p(-p)).sum(axis=-1)
@@ -183,20 +183,27 @@ def sample_model_average(
     """A Thompson draw from the model-averaged posterior, per row.
 
     Each row first draws a model with probability proportional to its marginal
-    likelihood (equal prior odds), then a curve from that model's posterior.
+    likelihood times its prior odds, then a curve from that model. All shapes
+    are fitted in one stacked call (rows = shape x input row) to keep the
+    number of numpy operations per decision batch small.
     """
-    successes, failures = alpha - prior[0], beta - prior[1]
-    curves = [rng.beta(alpha, beta)]
-    evidence = [beta_log_evidence(alpha, beta, *prior)]
-    for x in price_features(prices).values():
-        fit = fit_logistic(successes, failures, x)
-        curves.append(sample_logistic(fit, x, rng))
-        evidence.append(fit.log_evidence + SHAPE_LOG_PRIOR_ODDS)
-    log_w = np.stack(evidence, axis=1)
-    weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-    cumulative = np.cumsum(weights, axis=1)
-    uniforms = rng.random((alpha.shape[0], 1))
-    pick = (uniforms * cumulative[:, -1:] > cumulative).sum(axis=1)
-    stacked = np.stack(curves, axis=1)
-    chosen: FloatArray = stacked[np.arange(alpha.shape[0]), pick]
+    n = alpha.shape[0]
+    features = np.stack(list(price_features(prices).values()))  # (shapes, n_arms)
+    shapes = features.shape[0]
+    x = np.repeat(features, n, axis=0)
+    successes = np.tile(alpha - prior[0], (shapes, 1))
+    failures = np.tile(beta - prior[1], (shapes, 1))
+    fit = fit_logistic(successes, failures, x)
+    curves = np.concatenate([rng.beta(alpha, beta), sample_logistic(fit, x, rng)])
+    log_w = np.concatenate(
+        [
+            beta_log_evidence(alpha, beta, *prior)[None],
+            (fit.log_evidence + SHAPE_LOG_PRIOR_ODDS).reshape(shapes, n),
+        ]
+    )
+    weights = np.exp(log_w - log_w.max(axis=0))
+    cumulative = np.cumsum(weights, axis=0)
+    uniforms = rng.random(n)
+    pick = (uniforms * cumulative[-1] > cumulative).sum(axis=0)
+    chosen: FloatArray = curves[pick * n + np.arange(n)]
     return chosen
