@@ -173,6 +173,28 @@ def price_features(prices: FloatArray) -> dict[str, FloatArray]:
     }
 
 
+def _fit_shapes(
+    alpha: FloatArray, beta: FloatArray, features: FloatArray, prior: tuple[float, float]
+) -> LogisticFit:
+    """Every shape fitted to every row (rows = shape x input row), each distinct row once.
+
+    A batch repeats a few contexts many times and a fit is a deterministic
+    function of its row, so fitting the distinct rows and copying the results
+    gives the same numbers as fitting every row, at a fraction of the cost.
+    """
+    shapes, n = features.shape[0], alpha.shape[0]
+    distinct, inverse = np.unique(np.hstack([alpha, beta]), axis=0, return_inverse=True)
+    u = distinct.shape[0]
+    half = alpha.shape[1]
+    successes = np.tile(distinct[:, :half] - prior[0], (shapes, 1))
+    failures = np.tile(distinct[:, half:] - prior[1], (shapes, 1))
+    fit = fit_logistic(successes, failures, np.repeat(features, u, axis=0))
+    rows = (np.arange(shapes)[:, None] * u + inverse.reshape(1, n)).reshape(-1)
+    return LogisticFit(
+        fit.mode[rows], fit.h_aa[rows], fit.h_ab[rows], fit.h_bb[rows], fit.log_evidence[rows]
+    )
+
+
 def sample_model_average(
     alpha: FloatArray,
     beta: FloatArray,
@@ -191,9 +213,7 @@ def sample_model_average(
     features = np.stack(list(price_features(prices).values()))  # (shapes, n_arms)
     shapes = features.shape[0]
     x = np.repeat(features, n, axis=0)
-    successes = np.tile(alpha - prior[0], (shapes, 1))
-    failures = np.tile(beta - prior[1], (shapes, 1))
-    fit = fit_logistic(successes, failures, x)
+    fit = _fit_shapes(alpha, beta, features, prior)
     curves = np.concatenate([rng.beta(alpha, beta), sample_logistic(fit, x, rng)])
     log_w = np.concatenate(
         [
