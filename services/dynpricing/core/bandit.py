@@ -17,7 +17,7 @@ import numpy.typing as npt
 from dynpricing.core import snapshot
 from dynpricing.core.contexts import DEMAND_LEVELS
 from dynpricing.core.errors import PricingError, SnapshotError, UnknownContextError
-from dynpricing.core.forgetting import decay_factor, decay_toward_prior
+from dynpricing.core.forgetting import decay_evidence, decay_factor
 from dynpricing.core.grid import arm_index, validate_grid
 from dynpricing.core.policies import (
     DEFAULT_POLICY,
@@ -92,6 +92,7 @@ class Bandit:
         self.config = config
         self.prices: FloatArray = validate_grid(config.prices)
         self.policy_name: str = policy_name(config.policy, config.objective)
+        self._prior = (config.prior_alpha, config.prior_beta)
         self.total_outcomes: int = 0
         self._keys: list[tuple[str, str]] = []
         self._index: dict[tuple[str, str], int] = {}
@@ -177,8 +178,9 @@ class Bandit:
         if moved.size == 0:
             return
         factor = decay_factor(now - self._clock[moved], half_life)
-        self._alpha[moved] = decay_toward_prior(self._alpha[moved], self.config.prior_alpha, factor)
-        self._beta[moved] = decay_toward_prior(self._beta[moved], self.config.prior_beta, factor)
+        self._alpha[moved], self._beta[moved] = decay_evidence(
+            self._alpha[moved], self._beta[moved], self._prior, factor
+        )
         self._clock[moved] = now
         self._version[moved] += 1
 

@@ -20,7 +20,14 @@ def decay_factor(elapsed: FloatArray, half_life: float) -> FloatArray:
     return factor
 
 
-def decay_toward_prior(params: FloatArray, prior: float, factor: FloatArray) -> FloatArray:
-    """Shrink the evidence part of Beta parameters (rows) by ``factor`` (one per row)."""
-    decayed: FloatArray = prior + (params - prior) * factor[..., None]
-    return decayed
+def decay_evidence(
+    alpha: FloatArray, beta: FloatArray, prior: tuple[float, float], factor: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Shrink the evidence part of Beta parameters (rows) toward the prior by ``factor``.
+
+    Evidence ``alpha - prior_alpha`` and ``beta - prior_beta`` are counts, so
+    they stay >= 0 and the shape models can keep reading them as outcomes.
+    """
+    decayed_alpha: FloatArray = prior[0] + (alpha - prior[0]) * factor[..., None]
+    decayed_beta: FloatArray = prior[1] + (beta - prior[1]) * factor[..., None]
+    return decayed_alpha, decayed_beta

@@ -221,21 +221,9 @@ def compare_families(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point wired to ``dynpricing experiment``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if args.families:
-        try:
-            print(compare_families(args))
-        except PricingError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    try:
-        market, scores, document = run_experiment(args)
-    except PricingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def _report(args: argparse.Namespace) -> None:
+    """Run one market, print the table and write the requested files."""
+    market, scores, document = run_experiment(args)
     print(format_table(document))
     if args.json:
         write_json_atomic(args.json, document)
@@ -244,7 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         from dynpricing.experiment.plot import plot_curves  # noqa: PLC0415 - matplotlib is optional
 
-        plot_curves(
-            scores, args.plot, f"{market.name}: {args.horizon} decisions, {args.seeds} seeds"
-        )
+        title = f"{market.name}: {args.horizon} decisions, {args.seeds} seeds"
+        plot_curves(scores, args.plot, title)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point wired to ``dynpricing experiment``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.families:
+            print(compare_families(args))
+        else:
+            _report(args)
+    except PricingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

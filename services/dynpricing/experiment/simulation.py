@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dynpricing.core.forgetting import decay_factor, decay_toward_prior
+from dynpricing.core.forgetting import decay_evidence, decay_factor
 from dynpricing.core.market import Market
 from dynpricing.core.policies import OBJECTIVE_REVENUE, argmax_random_ties, thompson_arms
 from dynpricing.core.posterior import posterior_mean
@@ -108,8 +108,9 @@ class Posterior:
             return
         factor = decay_factor(now - self.clock[seeds, contexts], self.half_life)
         at = (seeds, contexts)
-        self.alpha[at] = decay_toward_prior(self.alpha[at], 1.0, factor)
-        self.beta[at] = decay_toward_prior(self.beta[at], 1.0, factor)
+        self.alpha[at], self.beta[at] = decay_evidence(
+            self.alpha[at], self.beta[at], (1.0, 1.0), factor
+        )
         self.clock[at] = now
 
     def learn(

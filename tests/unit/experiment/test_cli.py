@@ -102,3 +102,13 @@ def test_bad_arguments_exit_2_with_a_message(
 def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*SMALL, "--policy", "random"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_families_prints_every_bundled_market_with_paired_differences(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--families", "--horizon", "100", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    for name in ("L6", "linear", "elasticity", "cliff", "near-tie", "many-contexts", "L6-drift"):
+        assert f"\n{name} " in out
+    assert "±" in out
