@@ -59,7 +59,7 @@ test-unit: $(STAMP) ## unit tests only (no broker)
 test: $(STAMP) kafka-fetch deploy-tools lint typecheck ## lint, type-check and run every test against a real broker
 	@rm -rf $(TEST_TMP); mkdir -p $(TEST_TMP)
 	@status=0; $(BIN)/pytest --basetemp=$(TEST_TMP) $(PYTEST_ARGS) || status=$$?; \
-	  pkill -f -- '$(TEST_TMP)' 2>/dev/null || true; exit $$status
+	  $(BIN)/dynpricing kafka reap --under $(TEST_TMP); exit $$status
 
 run: $(STAMP) kafka-fetch ## run the whole pricing loop on a local broker (Ctrl+C stops it)
 	$(BIN)/dynpricing run --kafka-port $(KAFKA_PORT)

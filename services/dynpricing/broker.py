@@ -292,6 +292,18 @@ def stop(
     return True
 
 
+def stop_all_under(root: Path) -> int:
+    """Stop every broker whose data directory lies under ``root``; returns how many ran.
+
+    ``make test`` calls this after pytest, whatever pytest's outcome, so that no
+    broker a test started outlives the run.
+    """
+    stopped = 0
+    for pid_file in sorted(root.rglob(PID_FILE)) if root.is_dir() else []:
+        stopped += stop(BrokerLayout(data_dir=pid_file.parent))
+    return stopped
+
+
 def status(layout: BrokerLayout) -> str:
     """One line saying whether a broker runs on this layout and whether it answers."""
     pid = read_pid(layout)

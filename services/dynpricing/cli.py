@@ -30,9 +30,12 @@ def _kafka(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="dynpricing kafka", description="Run a local single-node Kafka broker (KRaft)."
     )
-    parser.add_argument("action", choices=["up", "down", "status", "fetch"])
+    parser.add_argument("action", choices=["up", "down", "status", "fetch", "reap"])
     parser.add_argument("--port", type=int, default=broker.DEFAULT_PORT)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--under", type=Path, default=None, help="reap: stop every broker with data below this"
+    )
     parser.add_argument(
         "--keep-data",
         action="store_true",
@@ -41,7 +44,10 @@ def _kafka(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     layout = broker.BrokerLayout(port=args.port, data_dir=args.data_dir)
     try:
-        if args.action == "fetch":
+        if args.action == "reap":
+            count = broker.stop_all_under(args.under or layout.root / ".run")
+            print(f"stopped {count} leftover broker(s)")
+        elif args.action == "fetch":
             print(f"Kafka {broker.KAFKA_VERSION} jars in {broker.fetch_jars(layout)}")
         elif args.action == "up":
             proc = broker.start(layout, fresh=not args.keep_data)

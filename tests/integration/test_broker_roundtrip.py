@@ -58,3 +58,19 @@ def test_broker_restarted_on_its_data_directory_keeps_the_messages(tmp_path: Pat
     finally:
         broker.stop(layout, proc)
     assert broker.read_pid(layout) is None
+
+
+def test_reap_stops_a_broker_left_running_under_a_folder(tmp_path: Path) -> None:
+    layout = broker.BrokerLayout(port=free_port(), data_dir=tmp_path / "left" / "kafka")
+    try:
+        proc = broker.start(layout)
+    except broker.BrokerError as exc:
+        if in_ci():
+            raise
+        pytest.skip(f"no local broker here: {exc}")
+    try:
+        assert broker.stop_all_under(tmp_path) == 1
+        assert proc.wait(timeout=5) is not None
+    finally:
+        broker.stop(layout, proc)
+    assert broker.read_pid(layout) is None

@@ -41,3 +41,11 @@ def test_stop_without_a_running_broker_reports_nothing_was_running(tmp_path: Pat
     (tmp_path / broker.PID_FILE).write_text("999999999")
     assert broker.stop(layout) is False
     assert not (tmp_path / broker.PID_FILE).exists()
+
+
+def test_reap_finds_no_broker_where_only_stale_pid_files_are(tmp_path: Path) -> None:
+    for name in ("a", "b/c"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / broker.PID_FILE).write_text("999999998")
+    assert broker.stop_all_under(tmp_path) == 0
+    assert not list(tmp_path.rglob(broker.PID_FILE))
