@@ -36,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
         help="demand events preloaded for the throughput run",
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=throughput.ROUNDS,
+        help="engine and relay runs each over the same events, alternating (best counts)",
+    )
+    p.add_argument(
         "--latency-seconds",
         type=float,
         default=DEFAULT_LATENCY_S,
@@ -79,7 +85,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> Results:
     with bench_broker(args.bootstrap, workdir) as bootstrap:
         kafka = BenchKafka(bootstrap)
         if "throughput" in args.only:
-            results.throughput = throughput.run(kafka, args.events, workdir)
+            results.throughput = throughput.run(kafka, args.events, workdir, args.rounds)
         if "latency" in args.only:
             results.latency = latency.run(kafka, args.latency_seconds, workdir)
         if "state" in args.only:
