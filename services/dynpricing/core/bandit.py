@@ -17,7 +17,7 @@ import numpy.typing as npt
 from dynpricing.core import snapshot
 from dynpricing.core.contexts import DEMAND_LEVELS
 from dynpricing.core.errors import PricingError, SnapshotError, UnknownContextError
-from dynpricing.core.forgetting import decay_evidence, decay_factor
+from dynpricing.core.forgetting import FORGETTING_FLOOR, decay_evidence, decay_factor
 from dynpricing.core.grid import arm_index, validate_grid
 from dynpricing.core.policies import (
     DEFAULT_POLICY,
@@ -47,6 +47,7 @@ class BanditConfig:
     objective: str = OBJECTIVE_REVENUE
     policy: str = DEFAULT_POLICY
     half_life: float | None = None  # forgetting half-life in clock units; None = never forget
+    forgetting_floor: float = FORGETTING_FLOOR  # outcomes of evidence per arm never forgotten
     locations: tuple[str, ...] = ()  # empty: contexts appear when first seen
     propensity_draws: int = PROPENSITY_DRAWS
 
@@ -59,6 +60,8 @@ class BanditConfig:
             )
         if self.half_life is not None and not self.half_life > 0:
             raise PricingError(f"half_life must be > 0 or None, got {self.half_life}")
+        if not self.forgetting_floor >= 0:
+            raise PricingError(f"forgetting_floor must be >= 0, got {self.forgetting_floor}")
         if self.propensity_draws < 1:
             raise PricingError(f"propensity_draws must be >= 1, got {self.propensity_draws}")
         if len(set(self.locations)) != len(self.locations):
@@ -179,7 +182,7 @@ class Bandit:
             return
         factor = decay_factor(now - self._clock[moved], half_life)
         self._alpha[moved], self._beta[moved] = decay_evidence(
-            self._alpha[moved], self._beta[moved], self._prior, factor
+            self._alpha[moved], self._beta[moved], self._prior, factor, self.config.forgetting_floor
         )
         self._clock[moved] = now
         self._version[moved] += 1
@@ -304,6 +307,7 @@ class Bandit:
             objective=cfg.objective,
             policy=cfg.policy,
             half_life=cfg.half_life,
+            forgetting_floor=cfg.forgetting_floor,
         )
 
     def to_document(self, extra: Mapping[str, object] | None = None) -> dict[str, object]:

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 HALF = 0.5
+FORGETTING_FLOOR = 30.0  # outcomes of evidence per arm that forgetting keeps (docs/experiments.md)
 
 
 def decay_factor(elapsed: FloatArray, half_life: float) -> FloatArray:
@@ -21,13 +22,24 @@ def decay_factor(elapsed: FloatArray, half_life: float) -> FloatArray:
 
 
 def decay_evidence(
-    alpha: FloatArray, beta: FloatArray, prior: tuple[float, float], factor: FloatArray
+    alpha: FloatArray,
+    beta: FloatArray,
+    prior: tuple[float, float],
+    factor: FloatArray,
+    floor: float = 0.0,
 ) -> tuple[FloatArray, FloatArray]:
-    """Shrink the evidence part of Beta parameters (rows) toward the prior by ``factor``.
+    """Shrink each arm's evidence toward the prior by ``factor`` (one per row).
 
-    Evidence ``alpha - prior_alpha`` and ``beta - prior_beta`` are counts, so
-    they stay >= 0 and the shape models can keep reading them as outcomes.
+    Evidence ``alpha - prior_alpha`` and ``beta - prior_beta`` are counts; both
+    shrink by the same ratio, so they stay >= 0 and keep their proportion. An
+    arm never decays below ``floor`` outcomes' worth of evidence (or what it
+    had, if less): enough to remember that a price was bad without paying to
+    re-learn it, little enough to be outvoted quickly after a change. The floor
+    keeps decay composable: decaying over two spans equals decaying over their
+    sum, so lazy decay still equals a global clock.
     """
-    decayed_alpha: FloatArray = prior[0] + (alpha - prior[0]) * factor[..., None]
-    decayed_beta: FloatArray = prior[1] + (beta - prior[1]) * factor[..., None]
-    return decayed_alpha, decayed_beta
+    successes, failures = alpha - prior[0], beta - prior[1]
+    evidence = successes + failures
+    kept = np.maximum(evidence * factor[..., None], np.minimum(evidence, floor))
+    scale = np.divide(kept, evidence, out=np.ones_like(evidence), where=evidence > 0)
+    return prior[0] + successes * scale, prior[1] + failures * scale

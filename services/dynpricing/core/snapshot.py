@@ -53,6 +53,7 @@ class SnapshotHeader:
     objective: str
     policy: str
     half_life: float | None
+    forgetting_floor: float
 
 
 def to_document(
@@ -66,7 +67,7 @@ def to_document(
         "prior": {"alpha": header.prior_alpha, "beta": header.prior_beta},
         "objective": header.objective,
         "policy": header.policy,
-        "forgetting": {"half_life": header.half_life},
+        "forgetting": {"half_life": header.half_life, "floor": header.forgetting_floor},
         "total_outcomes": tables.total_outcomes,
         "contexts": {
             "location": [loc for loc, _ in tables.contexts],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dynpricing.core.forgetting import decay_evidence, decay_factor
+from dynpricing.core.forgetting import FORGETTING_FLOOR, decay_evidence, decay_factor
 from dynpricing.core.market import Market
 from dynpricing.core.policies import OBJECTIVE_REVENUE, argmax_random_ties, thompson_arms
 from dynpricing.core.posterior import posterior_mean
@@ -109,7 +109,7 @@ class Posterior:
         factor = decay_factor(now - self.clock[seeds, contexts], self.half_life)
         at = (seeds, contexts)
         self.alpha[at], self.beta[at] = decay_evidence(
-            self.alpha[at], self.beta[at], (1.0, 1.0), factor
+            self.alpha[at], self.beta[at], (1.0, 1.0), factor, FORGETTING_FLOOR
         )
         self.clock[at] = now
 

@@ -74,7 +74,7 @@ def test_the_document_is_versioned_and_carries_its_configuration() -> None:
     assert document["prices"] == [1.0, 1.2, 1.5, 2.0]
     assert document["prior"] == {"alpha": 1.0, "beta": 1.0}
     assert document["objective"] == "revenue"
-    assert document["forgetting"] == {"half_life": 60.0}
+    assert document["forgetting"] == {"half_life": 60.0, "floor": 30.0}
     assert document["engine"] == {"k": 1}
 
 
