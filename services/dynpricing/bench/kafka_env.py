@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from dynpricing import broker
@@ -88,10 +88,7 @@ class BenchKafka:
         consumer = self._reader()
         try:
             return sum(
-                consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=WATERMARK_TIMEOUT_S, cached=False
-                )[1]
-                for p in range(self.partitions)
+                watermarks(consumer, TopicPartition(topic, p))[1] for p in range(self.partitions)
             )
         finally:
             consumer.close()
@@ -117,7 +114,7 @@ class BenchKafka:
         try:
             for partition in range(self.partitions):
                 tp = TopicPartition(topic, partition)
-                low, high = consumer.get_watermark_offsets(tp, timeout=WATERMARK_TIMEOUT_S)
+                low, high = watermarks(consumer, tp)
                 if high <= low:
                     continue
                 total += high - low
@@ -163,6 +160,21 @@ class BenchKafka:
                 "enable.auto.commit": False,
             }
         )
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """(low, high) offsets; retried while a new topic's partition has no leader yet."""
+    end = time.monotonic() + TOPIC_TIMEOUT_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                tp, timeout=WATERMARK_TIMEOUT_S, cached=False
+            )
+            return int(low), int(high)
+        except KafkaException:
+            if time.monotonic() > end:
+                raise
+            time.sleep(WAIT_STEP_S)
 
 
 def _timestamp_ms(consumer: Consumer, topic: str, partition: int, offset: int) -> int:

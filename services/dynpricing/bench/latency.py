@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from dynpricing.bench.kafka_env import BenchError, BenchKafka, unique
+from dynpricing.bench.kafka_env import BenchError, BenchKafka, unique, watermarks
 from dynpricing.bench.processes import Child, EngineProcess, EngineSetup, python_module
 from dynpricing.settings import librdkafka_config
 
@@ -50,7 +50,7 @@ def _consumer(kafka: BenchKafka, topic: str) -> Consumer:
     )
     start = []
     for partition in range(kafka.partitions):
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        _, high = watermarks(consumer, TopicPartition(topic, partition))
         start.append(TopicPartition(topic, partition, high))
     consumer.assign(start)
     return consumer
