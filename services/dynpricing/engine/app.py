@@ -201,7 +201,7 @@ def run(engine: PricingEngine, settings: EngineSettings, stop: StopFlag, health:
         health.tick()
         now = time.monotonic()
         if now >= next_snapshot:
-            engine.snapshot()
+            engine.snapshot(wait=False)  # durable write and commit finish in the background
             engine.refresh_gauges()
             added = assign_partitions(engine, settings)
             if added:

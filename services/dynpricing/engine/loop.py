@@ -47,6 +47,21 @@ A plain tuple rather than an object: it is built once per event on the hot path.
 """
 
 
+class _Background(threading.Thread):
+    """Runs one job on its own thread and keeps the exception it raised, if any."""
+
+    def __init__(self, job: Callable[[], None]) -> None:
+        super().__init__(name="snapshot-writer", daemon=True)
+        self._job = job
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._job()
+        except BaseException as exc:  # re-raised on the loop's thread by wait_for_snapshot
+            self.error = exc
+
+
 def decision_id_for(origin: events.Origin, event_id: str) -> str:
     """Stable across crashes: the same demand message always gets the same id."""
     return f"{origin.partition}-{origin.offset}-{event_id}"
@@ -79,6 +94,7 @@ class PricingEngine:
         self.thresholds = DemandThresholds(settings.demand_low_below, settings.demand_medium_below)
         self.already_published: set[str] = set()
         self.last_snapshot_at: float | None = None
+        self._writer: _Background | None = None
         self._decision_children: dict[tuple[int, int], Any] = {}
         self._context_ids: dict[tuple[str, str], int] = {}
         self._names: list[tuple[str, str, str]] = []
@@ -322,19 +338,45 @@ class PricingEngine:
 
     # ---- snapshots -------------------------------------------------------------------
 
-    def snapshot(self, flush_timeout_s: float = FLUSH_TIMEOUT_S) -> None:
-        """Deliver every decision, then write state + offsets atomically, then commit."""
+    def snapshot(self, flush_timeout_s: float = FLUSH_TIMEOUT_S, *, wait: bool = True) -> None:
+        """Deliver every decision, then write state + offsets atomically, then commit.
+
+        The document is taken here, after the flush and under the lock. Writing
+        it durably and then committing the offsets it covers may finish on a
+        background thread (``wait=False``), so the loop keeps pricing during the
+        fsyncs and the commit round trip. Each snapshot first waits for the one
+        before it and re-raises its error, so at most one is ever in flight.
+        """
         started = time.perf_counter()
+        self.wait_for_snapshot()
         flush(self.producer, self.tracker, flush_timeout_s)
         with self.lock:
             self.books.decision_marks = self._decision_end_offsets()
             now = self.clock()
             doc = self.bandit.to_document(extra=self.books.to_document(written_at=now))
+            offsets = dict(self.books.offsets)
+        if wait:
+            self._write_snapshot(doc, offsets, now, started)
+            return
+        self._writer = _Background(lambda: self._write_snapshot(doc, offsets, now, started))
+        self._writer.start()
+
+    def wait_for_snapshot(self) -> None:
+        """Block until a background snapshot is durable; raise what it raised."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.join()
+            if writer.error is not None:
+                raise writer.error
+
+    def _write_snapshot(
+        self, doc: dict[str, object], offsets: dict[str, int], now: float, started: float
+    ) -> None:
         write_json_atomic(self.settings.state_path, doc)
         self.last_snapshot_at = now
         self.metrics.snapshot_duration.observe(time.perf_counter() - started)
         self.metrics.snapshot_age.set(0.0)
-        self._commit_offsets()
+        self._commit_offsets(offsets)
 
     def _decision_end_offsets(self) -> dict[str, int]:
         topic = self._topics.decisions
@@ -347,11 +389,11 @@ class PricingEngine:
             marks[partition_key(topic, partition)] = int(high)
         return marks
 
-    def _commit_offsets(self) -> None:
+    def _commit_offsets(self, snapshot_offsets: dict[str, int]) -> None:
         """Kafka's committed offsets follow the snapshot, so lag stays visible to tools."""
         offsets = [
             TopicPartition(*split_partition_key(key), offset)
-            for key, offset in self.books.offsets.items()
+            for key, offset in snapshot_offsets.items()
         ]
         if offsets:
             try:
