@@ -344,10 +344,16 @@ class Bandit:
                     f"snapshot contexts {unknown[:5]} are not among the configured locations "
                     f"{list(self.config.locations)}"
                 )
-        for key in tables.contexts:
-            if key not in self._index:
-                self._add_context(*key)
-        rows = np.array([self._index[key] for key in tables.contexts], dtype=np.int64)
+        if not self._keys:  # dynamic contexts: adopt the snapshot's rows as they are
+            self._allocate(max(INITIAL_CAPACITY, len(tables.contexts)))
+            self._keys = list(tables.contexts)
+            self._index = dict(zip(self._keys, range(len(self._keys)), strict=True))
+            rows = np.arange(len(self._keys), dtype=np.int64)
+        else:
+            for key in tables.contexts:
+                if key not in self._index:
+                    self._add_context(*key)
+            rows = np.fromiter(map(self._index.__getitem__, tables.contexts), dtype=np.int64)
         for name, values in (
             ("_alpha", tables.alpha),
             ("_beta", tables.beta),

@@ -128,6 +128,13 @@ def _table(columns: Mapping[str, Any], name: str, shape: tuple[int, ...], dtype:
     return table.reshape(shape)
 
 
+LEVELS = frozenset(DEMAND_LEVELS)
+
+
+def _level_or_none(level: object) -> str | None:
+    return level if isinstance(level, str) else None
+
+
 def _context_keys(columns: Mapping[str, Any]) -> list[tuple[str, str]]:
     locations = _field(columns, "location")
     levels = _field(columns, "demand_level")
@@ -138,9 +145,13 @@ def _context_keys(columns: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"snapshot has {len(locations)} locations but {len(levels)} demand levels"
         )
     keys = list(zip(locations, levels, strict=True))
-    for i, (loc, level) in enumerate(keys):
-        if not isinstance(loc, str) or level not in DEMAND_LEVELS:
-            raise SnapshotError(f"snapshot contexts[{i}] = {(loc, level)} is not a valid context")
+    if not (set(map(type, locations)) <= {str} and set(map(_level_or_none, levels)) <= LEVELS):
+        i, key = next(
+            (i, key)
+            for i, key in enumerate(keys)
+            if not isinstance(key[0], str) or key[1] not in DEMAND_LEVELS
+        )
+        raise SnapshotError(f"snapshot contexts[{i}] = {key} is not a valid context")
     if len(set(keys)) != len(keys):
         raise SnapshotError("snapshot lists a context more than once")
     return keys

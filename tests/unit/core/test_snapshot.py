@@ -106,6 +106,8 @@ def _mutated(path: str, value: Any) -> dict[str, Any]:
             r"contexts.alpha: shape \(1, 4\) != expected \(4, 4\)",
         ),
         ("contexts.demand_level", ["low", "low", "low", "extreme"], "not a valid context"),
+        ("contexts.demand_level", ["low", ["low"], "low", "low"], r"contexts\[1\] .* not a valid"),
+        ("contexts.location", ["A", "B", 3, "D"], r"contexts\[2\] .* not a valid"),
         ("contexts.pulls", [[-1, 0, 0, 0]] * 4, "counts must be >= 0"),
         ("contexts.beta", [[0.0, 1.0, 1.0, 1.0]] * 4, "must be finite and > 0"),
         ("total_outcomes", -3, "total_outcomes must be a count"),
