@@ -4,9 +4,11 @@ A logistic curve in price shares strength across arms: a few outcomes at two
 prices pin down the whole curve, so a clearly bad price is dropped after far
 fewer trials than an arm-by-arm Beta model needs. But a fixed shape is wrong
 on some markets, and a wrong shape learns the wrong price with confidence.
-So each context weighs the shape models against the shape-free independent
-Beta model by their marginal likelihoods (Bayesian model averaging): where a
-shape fits, it is used; where the data contradict it, the Beta model takes over.
+So each context weighs the shape models against the shape-free Beta model
+by their marginal likelihoods (Bayesian model averaging): where a shape fits,
+it is used; where the data contradict it, the Beta model takes over. The Beta
+model's draws are projected onto curves that do not rise with price (the one
+structural fact every market shares), which costs nothing where shapes fail.
 
 Parameters ``theta = (a, b)`` give ``logit(acceptance) = a - b * x`` for a
 per-model feature ``x`` of the price; the posterior of ``theta`` is the Laplace
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dynpricing.core.posterior import sample_monotone_acceptance
+
 FloatArray = npt.NDArray[np.float64]
 
 NEWTON_STEPS = 5  # from the least-squares start; see tests/unit/core/test_demand_models.py
@@ -30,7 +34,7 @@ LOGIT_LIMIT = 30.0  # keeps exp() finite; sigmoid(30) is 1 to double precision
 PRIOR_MEAN = (0.0, 2.0)  # a: acceptance ~ 50 % at the lowest price; b: falls with price
 PRIOR_VAR = (9.0, 9.0)  # weak: +-3 logits on either
 LOG_2PI = math.log(2.0 * math.pi)
-SHAPE_LOG_PRIOR_ODDS = -2.0  # log prior odds of each shape against the Beta model: a shape
+SHAPE_LOG_PRIOR_ODDS = -1.5  # log prior odds of each shape against the Beta model: a shape
 # must earn its place, which keeps it from costing anything on shapes it cannot fit
 # (the cliff family); tuned in docs/experiments.md
 STIRLING_SHIFT = 8  # log Gamma's Stirling series is accurate to ~1e-13 from here on
@@ -218,7 +222,9 @@ def sample_model_average(
     shapes = features.shape[0]
     x = np.repeat(features, n, axis=0)
     fit = _fit_shapes(alpha, beta, features, prior)
-    curves = np.concatenate([rng.beta(alpha, beta), sample_logistic(fit, x, rng)])
+    curves = np.concatenate(
+        [sample_monotone_acceptance(alpha, beta, rng), sample_logistic(fit, x, rng)]
+    )
     log_w = np.concatenate(
         [
             beta_log_evidence(alpha, beta, *prior)[None],
