@@ -310,8 +310,14 @@ class Bandit:
             forgetting_floor=cfg.forgetting_floor,
         )
 
-    def to_document(self, extra: Mapping[str, object] | None = None) -> dict[str, object]:
-        """The whole learning state as a JSON-able dict (``bandit_stats.json``)."""
+    def to_document(
+        self, extra: Mapping[str, object] | None = None, *, arrays: bool = False
+    ) -> dict[str, object]:
+        """The whole learning state as a JSON-able dict (``bandit_stats.json``).
+
+        ``arrays=True`` puts numpy arrays where the tables go (same JSON through
+        :func:`dynpricing.statefile.write_json_atomic`, far faster for many arms).
+        """
         used = len(self._keys)
         tables = snapshot.LearnedTables(
             contexts=list(self._keys),
@@ -323,7 +329,7 @@ class Bandit:
             clock=self._clock[:used],
             total_outcomes=self.total_outcomes,
         )
-        return snapshot.to_document(self._header(), tables, extra)
+        return snapshot.to_document(self._header(), tables, extra, arrays=arrays)
 
     @classmethod
     def from_document(

@@ -155,3 +155,11 @@ def test_an_unparseable_state_file_is_a_snapshot_error(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(SnapshotError, match="expected a JSON object"):
         read_json(path)
+
+
+def test_array_tables_write_the_same_json_as_list_tables(tmp_path: Path) -> None:
+    bandit = _trained(BanditConfig(half_life=10.0))
+    as_lists, as_arrays = tmp_path / "lists.json", tmp_path / "arrays.json"
+    write_json_atomic(as_lists, bandit.to_document(ENGINE))
+    write_json_atomic(as_arrays, bandit.to_document(ENGINE, arrays=True))
+    assert as_arrays.read_bytes() == as_lists.read_bytes()
