@@ -33,6 +33,8 @@ IntArray = npt.NDArray[np.int64]
 
 INITIAL_CAPACITY = 16  # context rows allocated up front; doubles when full
 PROPENSITY_DRAWS = 64  # fresh posterior draws per stale context to estimate propensities
+PROPENSITY_BATCH_BUDGET = 16_384  # fresh draws per decide() call, shared by its stale contexts
+MIN_PROPENSITY_DRAWS = 8  # per stale context, however many there are
 
 __all__ = ["DEFAULT_POLICY", "ArmStats", "Bandit", "BanditConfig", "DecisionBatch"]
 
@@ -232,12 +234,16 @@ class Bandit:
         Counts are cached per context until its posterior moves (version bump);
         meanwhile the real decisions, which are draws from the same posterior,
         keep adding to them. So the cost is bounded per posterior change, not
-        per decision, and a chosen arm always has a count of at least one.
+        per decision, and a chosen arm always has a count of at least one. A
+        batch touching many stale contexts spreads a fixed budget of draws over
+        them (at least ``MIN_PROPENSITY_DRAWS`` each): rare contexts get
+        coarser estimates, which their own later decisions then refine.
         """
         stale = unique_rows[self._draw_version[unique_rows] != self._version[unique_rows]]
         if stale.size == 0:
             return
-        draws = self.config.propensity_draws
+        budget = max(MIN_PROPENSITY_DRAWS, PROPENSITY_BATCH_BUDGET // stale.size)
+        draws = min(self.config.propensity_draws, budget)
         repeated = np.repeat(stale, draws)
         arms = self._arms_for(repeated, rng)
         n_arms = self.prices.size
