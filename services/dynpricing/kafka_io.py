@@ -10,9 +10,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -113,6 +114,40 @@ def consume_batch(consumer: Consumer, max_messages: int, timeout_s: float) -> li
         return []
     rest: list[Message] = consumer.consume(max_messages - 1, 0) if max_messages > 1 else []
     return [first, *rest]
+
+
+TRANSIENT_CODES = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+RETRY_STEP_S = 0.25
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T], deadline_s: float) -> T:
+    """Call a synchronous admin/metadata request, retrying transient broker states.
+
+    A topic created a moment ago may have no partition leader yet and a group
+    coordinator may still be loading; such errors pass, others raise at once.
+    """
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0]
+            transient = err.retriable() or err.code() in TRANSIENT_CODES
+            if not transient or time.monotonic() > end:
+                raise
+            time.sleep(RETRY_STEP_S)
 
 
 def origin_of(msg: Message) -> Origin:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from dynpricing import events
 from dynpricing.core.bandit import Bandit, BanditConfig
 from dynpricing.core.errors import PricingError, SnapshotError
-from dynpricing.engine.loop import WATERMARK_TIMEOUT_S, PricingEngine
+from dynpricing.engine.loop import METADATA_DEADLINE_S, WATERMARK_TIMEOUT_S, PricingEngine
 from dynpricing.engine.metrics import EngineMetrics
 from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
@@ -25,6 +25,7 @@ from dynpricing.kafka_io import (
     make_consumer,
     make_producer,
     origin_of,
+    retrying,
     wall_clock,
 )
 from dynpricing.observability import Health, HttpServer, configure_logging
@@ -32,8 +33,6 @@ from dynpricing.settings import EngineSettings
 from dynpricing.statefile import read_json
 
 RECOVERY_DEADLINE_S = 60.0
-COMMITTED_DEADLINE_S = 60.0
-COMMITTED_RETRY_S = 0.5
 RECOVERY_BATCH = 5000
 EXIT_BAD_STATE = 2
 EXIT_DELIVERY_FAILED = 3
@@ -108,7 +107,13 @@ def recover_published(engine: PricingEngine, settings: EngineSettings) -> int:
     assignment = []
     for key, start in marks.items():
         topic, partition = split_partition_key(key)
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        tp = TopicPartition(topic, partition)
+        _, high = retrying(
+            lambda tp=tp: consumer.get_watermark_offsets(  # type: ignore[misc]
+                tp, timeout=WATERMARK_TIMEOUT_S
+            ),
+            METADATA_DEADLINE_S,
+        )
         if high > start:
             ends[(topic, partition)] = high
             assignment.append(TopicPartition(topic, partition, start))
@@ -151,16 +156,10 @@ def _start_offset(
 
 def _committed(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
     """Kafka's committed offsets; retried while the group coordinator is still loading."""
-    deadline = time.monotonic() + COMMITTED_DEADLINE_S
-    while True:
-        try:
-            found = consumer.committed(partitions, timeout=WATERMARK_TIMEOUT_S)
-        except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() > deadline:
-                raise
-            time.sleep(COMMITTED_RETRY_S)
-            continue
-        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+    found = retrying(
+        lambda: consumer.committed(partitions, timeout=WATERMARK_TIMEOUT_S), METADATA_DEADLINE_S
+    )
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
 
 def assign_partitions(engine: PricingEngine, settings: EngineSettings) -> list[str]:

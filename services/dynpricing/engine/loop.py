@@ -26,11 +26,19 @@ from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
 from dynpricing.engine.metrics import EngineMetrics, observe_many
 from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
-from dynpricing.kafka_io import FLUSH_TIMEOUT_S, DeliveryTracker, flush, origin_of, produce
+from dynpricing.kafka_io import (
+    FLUSH_TIMEOUT_S,
+    DeliveryTracker,
+    flush,
+    origin_of,
+    produce,
+    retrying,
+)
 from dynpricing.settings import EngineSettings
 from dynpricing.statefile import write_json_atomic
 
 WATERMARK_TIMEOUT_S = 5.0
+METADATA_DEADLINE_S = 60.0
 METRIC_CONTEXT_LIMIT = 1000
 SUMMARY_CONTEXT_LIMIT = 12
 ACCEPTED = "accepted"
@@ -383,8 +391,12 @@ class PricingEngine:
         metadata = self.consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_S)
         marks = {}
         for partition in metadata.topics[topic].partitions:
-            _, high = self.consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=WATERMARK_TIMEOUT_S, cached=False
+            tp = TopicPartition(topic, partition)
+            _, high = retrying(
+                lambda tp=tp: self.consumer.get_watermark_offsets(  # type: ignore[misc]
+                    tp, timeout=WATERMARK_TIMEOUT_S, cached=False
+                ),
+                METADATA_DEADLINE_S,
             )
             marks[partition_key(topic, partition)] = int(high)
         return marks
