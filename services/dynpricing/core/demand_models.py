@@ -223,7 +223,7 @@ def sample_model_average(
     x = np.repeat(features, n, axis=0)
     fit = _fit_shapes(alpha, beta, features, prior)
     curves = np.concatenate(
-        [sample_monotone_acceptance(alpha, beta, rng), sample_logistic(fit, x, rng)]
+        [sample_monotone_acceptance(alpha, beta, rng, prior), sample_logistic(fit, x, rng)]
     )
     log_w = np.concatenate(
         [

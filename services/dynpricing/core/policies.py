@@ -62,7 +62,7 @@ def draw_acceptance(
     if policy == POLICY_SHAPE_TS:
         return sample_model_average(alpha, beta, prices, prior, rng)
     if policy == POLICY_MONOTONE_TS:
-        return sample_monotone_acceptance(alpha, beta, rng)
+        return sample_monotone_acceptance(alpha, beta, rng, prior)
     return sample_acceptance(alpha, beta, rng)
 
 

@@ -12,6 +12,8 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
+SCARCE_EVIDENCE_PER_ARM = 10  # below this many outcomes per arm a context's draws are sorted
+
 
 def sample_acceptance(alpha: FloatArray, beta: FloatArray, rng: np.random.Generator) -> FloatArray:
     """One Thompson draw of the acceptance probability per arm, independent Betas."""
@@ -45,16 +47,34 @@ def monotone_decreasing_fit(values: FloatArray, weights: FloatArray) -> FloatArr
 
 
 def sample_monotone_acceptance(
-    alpha: FloatArray, beta: FloatArray, rng: np.random.Generator
+    alpha: FloatArray,
+    beta: FloatArray,
+    rng: np.random.Generator,
+    prior: tuple[float, float] = (1.0, 1.0),
 ) -> FloatArray:
     """A Thompson draw forced to respect "acceptance does not rise with price".
 
-    Each arm's draw is pooled with its neighbours wherever the order is violated,
-    weighted by the arm's pseudo-count ``alpha + beta``: a well-measured arm
-    moves little, a barely-tried one is pulled to its neighbours. That is how
-    evidence at one price informs the others.
+    With data, each arm's draw is pooled with its neighbours wherever the order
+    is violated, weighted by the arm's pseudo-count ``alpha + beta``: a
+    well-measured arm moves little, a barely-tried one is pulled to its
+    neighbours. That is how evidence at one price informs the others.
+
+    With (almost) no data the draws are sorted instead: sorted independent
+    draws from one prior are an exact draw from that prior restricted to
+    non-increasing curves. This matters before feedback arrives: an
+    unconstrained flat prior believes revenue rises with price and picks the
+    top price half the time, while under the monotone prior the top price is
+    the least likely to win. Projection would pool those draws instead, which
+    keeps the preference for the top price.
     """
-    return monotone_decreasing_fit(sample_acceptance(alpha, beta, rng), alpha + beta)
+    draws = sample_acceptance(alpha, beta, rng)
+    fitted = monotone_decreasing_fit(draws, alpha + beta)
+    n_arms = alpha.shape[-1]
+    evidence = (alpha + beta).sum(axis=-1) - n_arms * (prior[0] + prior[1])
+    scarce = evidence < SCARCE_EVIDENCE_PER_ARM * n_arms
+    if np.any(scarce):
+        fitted[scarce] = -np.sort(-draws[scarce], axis=-1)
+    return fitted
 
 
 def posterior_mean(alpha: FloatArray, beta: FloatArray) -> FloatArray:

@@ -66,3 +66,21 @@ def test_monotone_draws_never_rise_with_price() -> None:
     draws = sample_monotone_acceptance(alpha, beta, rng)
     assert np.all(np.diff(draws, axis=1) <= 1e-12)
     assert np.all((draws >= 0) & (draws <= 1))
+
+
+def test_without_data_monotone_draws_are_sorted_prior_draws() -> None:
+    # sorted iid draws are an exact draw from the prior restricted to falling curves
+    alpha = beta = np.ones((3, 4))
+    draws = sample_monotone_acceptance(alpha, beta, np.random.default_rng(8))
+    expected = -np.sort(-np.random.default_rng(8).beta(alpha, beta), axis=1)
+    np.testing.assert_array_equal(draws, expected)
+
+
+def test_without_data_the_top_price_is_the_least_likely_revenue_pick() -> None:
+    from dynpricing.core.policies import choose_arms  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    ones = np.ones((20_000, 4))
+    draws = sample_monotone_acceptance(ones, ones, rng)
+    picks = np.bincount(choose_arms(draws, np.array([1.0, 1.2, 1.5, 2.0]), "revenue", rng))
+    assert picks.argmin() == 3
