@@ -33,16 +33,25 @@ class DeliveryFailedError(RuntimeError):
 
 @dataclass
 class DeliveryTracker:
-    """Counts delivered and failed messages from delivery reports."""
+    """Counts delivered and failed messages from delivery reports.
+
+    It also keeps the highest delivered offset per (topic, partition) (reports of
+    one partition arrive in offset order, so the latest is the highest): a message
+    produced later can only land above it, which is what recovery needs to know.
+    """
 
     delivered: int = 0
     errors: list[str] = field(default_factory=list)
+    highest: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.errors.append(f"{msg.topic()}: {err}")
-        else:
-            self.delivered += 1
+            return
+        self.delivered += 1
+        offset = msg.offset()
+        if offset is not None:
+            self.highest[(msg.topic(), msg.partition())] = offset
 
     def raise_if_failed(self) -> None:
         if self.errors:

@@ -15,12 +15,13 @@ from tests.kafka_support import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-L6_PATH = Path(__file__).resolve().parents[2] / "services" / "dynpricing" / "data" / "l6.json"
+# Every context's best price earns >= 14 % more than its runner-up, and in four of
+# six contexts it is not the cheapest one, so settling on the acceptance-optimal
+# price fails the test. (On L6 two contexts are within 1 % and 5 %: too close for
+# "most chosen" to be a fair verdict after a few thousand decisions.)
+MARKET_PATH = Path(__file__).resolve().parent / "data" / "separated.json"
 EVENTS = 20_000
 RATE = 2_000  # events/s: fast, yet outcomes flow back while demand still arrives
-# Contexts whose two best prices earn within this share of each other are near ties
-# (L6's Airport|low: 0.770 vs 0.775); there either near-best price counts as right.
-NEAR_TIE = 0.01
 
 
 @pytest.fixture
@@ -34,9 +35,11 @@ def runner(kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Pa
 def test_loop_settles_on_the_revenue_optimal_price_in_every_context(
     runner: ServiceRunner, tmp_path: Path
 ) -> None:
-    market = load_market(json.loads(L6_PATH.read_text()))
+    market = load_market(json.loads(MARKET_PATH.read_text()))
+    revenue = market.expected_revenue()
+    assert (revenue.argmax(axis=1) != market.acceptance().argmax(axis=1)).sum() == 4
     engine = runner.start("engine", **engine_settings(tmp_path))
-    simulator = runner.start("simulator", seed=11)
+    simulator = runner.start("simulator", seed=11, market_path=MARKET_PATH)
     engine.wait_ready()
     simulator.wait_ready()
     runner.start("producer", count=EVENTS, rate=RATE, seed=5)
@@ -47,14 +50,11 @@ def test_loop_settles_on_the_revenue_optimal_price_in_every_context(
 
     state = wait_until(all_learnt, deadline_s=180, what=f"{EVENTS} outcomes learnt")
     assert state["total_outcomes"] == EVENTS
-    revenue = market.expected_revenue()
     rows = {key: i for i, key in enumerate(market.contexts)}
     checked = 0
     for ctx in state["contexts"]:  # type: ignore[attr-defined]
         row = revenue[rows[(ctx["location"], ctx["demand_level"])]]
         pulls = np.array([arm["pulls"] for arm in ctx["arms"]])
-        most_chosen = int(pulls.argmax())
-        acceptable = np.flatnonzero(row >= row.max() * (1 - NEAR_TIE))
-        assert most_chosen in acceptable, (ctx["location"], ctx["demand_level"], pulls, row)
+        assert int(pulls.argmax()) == int(row.argmax()), (ctx["location"], pulls, row)
         checked += 1
     assert checked == len(market.contexts)

@@ -33,6 +33,7 @@ from dynpricing.settings import EngineSettings
 from dynpricing.statefile import read_json
 
 RECOVERY_DEADLINE_S = 60.0
+PARTITION_CHECK_INTERVAL_S = 60.0
 RECOVERY_BATCH = 5000
 EXIT_BAD_STATE = 2
 EXIT_DELIVERY_FAILED = 3
@@ -195,6 +196,7 @@ def run(engine: PricingEngine, settings: EngineSettings, stop: StopFlag, health:
     log = engine.log
     next_snapshot = time.monotonic() + settings.snapshot_interval_s
     next_summary = time.monotonic() + settings.summary_interval_s
+    next_partition_check = time.monotonic() + PARTITION_CHECK_INTERVAL_S
     while not stop.is_set():
         engine.process(consume_batch(engine.consumer, settings.batch_size, settings.poll_timeout_s))
         health.tick()
@@ -202,10 +204,13 @@ def run(engine: PricingEngine, settings: EngineSettings, stop: StopFlag, health:
         if now >= next_snapshot:
             engine.snapshot(wait=False)  # durable write and commit finish in the background
             engine.refresh_gauges()
+            next_snapshot = now + settings.snapshot_interval_s
+        if now >= next_partition_check:  # partitions are rarely added: look now and then
             added = assign_partitions(engine, settings)
+            engine.refresh_decision_baseline()
             if added:
                 log.info("partitions_added", partitions=added)
-            next_snapshot = now + settings.snapshot_interval_s
+            next_partition_check = now + PARTITION_CHECK_INTERVAL_S
         if now >= next_summary:
             log.info(
                 "learning_summary",
@@ -247,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock=wall_clock,
     )
     recovered = recover_published(engine, settings)
+    engine.refresh_decision_baseline()
     if not restored:
         # A first snapshot before consuming anything: from now on a crash always
         # finds marks saying where decisions published after it begin.

@@ -97,6 +97,7 @@ class PricingEngine:
         self.metrics = metrics
         self.clock = clock
         self.tracker = DeliveryTracker()
+        self._decision_baseline: dict[str, int] = {}
         self.lock = threading.Lock()
         self.log = structlog.get_logger("engine")
         self.thresholds = DemandThresholds(settings.demand_low_below, settings.demand_medium_below)
@@ -359,7 +360,7 @@ class PricingEngine:
         self.wait_for_snapshot()
         flush(self.producer, self.tracker, flush_timeout_s)
         with self.lock:
-            self.books.decision_marks = self._decision_end_offsets()
+            self.books.decision_marks = self._decision_marks()
             now = self.clock()
             doc = self.bandit.to_document(extra=self.books.to_document(written_at=now))
             offsets = dict(self.books.offsets)
@@ -385,6 +386,25 @@ class PricingEngine:
         self.metrics.snapshot_duration.observe(time.perf_counter() - started)
         self.metrics.snapshot_age.set(0.0)
         self._commit_offsets(offsets)
+
+    def _decision_marks(self) -> dict[str, int]:
+        """Where decisions published after this snapshot can begin, per partition.
+
+        Each partition's end offset when it was last looked up, raised to just
+        past the highest offset delivered since: no broker round trip on the
+        loop. Valid because a message produced after the flush lands above both.
+        """
+        topic = self._topics.decisions
+        marks = dict(self._decision_baseline)
+        for (delivered_topic, partition), offset in self.tracker.highest.items():
+            if delivered_topic == topic and partition is not None:
+                key = partition_key(topic, partition)
+                marks[key] = max(marks.get(key, 0), offset + 1)
+        return marks
+
+    def refresh_decision_baseline(self) -> None:
+        """Look up the decisions topic's end offsets (at start and when partitions are added)."""
+        self._decision_baseline = self._decision_end_offsets()
 
     def _decision_end_offsets(self) -> dict[str, int]:
         topic = self._topics.decisions

@@ -14,6 +14,22 @@ class Produced:
     key: str | bytes | None
 
 
+@dataclass(frozen=True)
+class Report:
+    """What a delivery report's message answers: where the message landed."""
+
+    where: tuple[str, int, int]
+
+    def topic(self) -> str:
+        return self.where[0]
+
+    def partition(self) -> int:
+        return self.where[1]
+
+    def offset(self) -> int:
+        return self.where[2]
+
+
 @dataclass
 class FakeProducer:
     """Delivers every message at once and keeps it for the test to read."""
@@ -29,7 +45,7 @@ class FakeProducer:
     ) -> None:
         self.messages.append(Produced(topic, value, key))
         if on_delivery is not None:
-            on_delivery(None, self.messages[-1])
+            on_delivery(None, Report((topic, 0, len(self.messages) - 1)))
 
     def poll(self, timeout: float = 0.0) -> int:
         del timeout
