@@ -16,12 +16,14 @@ import numpy.typing as npt
 
 from dynpricing.core import snapshot
 from dynpricing.core.contexts import DEMAND_LEVELS
+from dynpricing.core.demand_models import fit_columns, fit_models, shape_features
 from dynpricing.core.errors import PricingError, SnapshotError, UnknownContextError
 from dynpricing.core.forgetting import FORGETTING_FLOOR, decay_evidence, decay_factor
 from dynpricing.core.grid import arm_index, validate_grid
 from dynpricing.core.policies import (
     DEFAULT_POLICY,
     OBJECTIVE_REVENUE,
+    POLICY_SHAPE_TS,
     check_policy,
     policy_name,
     thompson_arms,
@@ -35,6 +37,7 @@ INITIAL_CAPACITY = 16  # context rows allocated up front; doubles when full
 PROPENSITY_DRAWS = 64  # fresh posterior draws per stale context to estimate propensities
 PROPENSITY_BATCH_BUDGET = 16_384  # fresh draws per decide() call, shared by its stale contexts
 MIN_PROPENSITY_DRAWS = 8  # per stale context, however many there are
+FIT_CACHE_SLOTS = 32_768  # shape-ts fits kept, one slot per context row modulo this
 
 __all__ = ["DEFAULT_POLICY", "ArmStats", "Bandit", "BanditConfig", "DecisionBatch"]
 
@@ -93,7 +96,8 @@ class ArmStats:
 class Bandit:
     """Contextual Beta-Bernoulli Thompson sampling over a price grid."""
 
-    def __init__(self, config: BanditConfig) -> None:
+    def __init__(self, config: BanditConfig, *, fit_cache_slots: int = FIT_CACHE_SLOTS) -> None:
+        """``fit_cache_slots=0`` refits shape-ts on every call (same decisions, slower)."""
         self.config = config
         self.prices: FloatArray = validate_grid(config.prices)
         self.policy_name: str = policy_name(config.policy, config.objective)
@@ -102,6 +106,10 @@ class Bandit:
         self._keys: list[tuple[str, str]] = []
         self._index: dict[tuple[str, str], int] = {}
         self._allocate(INITIAL_CAPACITY)
+        self._fit_cache: _FitCache | None = None
+        if config.policy == POLICY_SHAPE_TS and fit_cache_slots > 0:
+            columns = fit_columns(shape_features(self.prices).shape[0])
+            self._fit_cache = _FitCache(columns, fit_cache_slots)
         for location in config.locations:
             for level in DEMAND_LEVELS:
                 self._add_context(location, level)
@@ -200,8 +208,31 @@ class Bandit:
             policy=cfg.policy,
             objective=cfg.objective,
             rng=rng,
-            prior=(cfg.prior_alpha, cfg.prior_beta),
+            prior=self._prior,
+            fits=self._fits_for(rows),
         )
+
+    def _fits_for(self, rows: IntArray) -> FloatArray | None:
+        """shape-ts's fitted models per row, refitting only contexts whose posterior moved.
+
+        A fit is a pure function of the context's ``(alpha, beta)``, and every
+        change to those bumps the context's ``_version``, so a cached fit of
+        the same version is exactly what a refit would give.
+        """
+        cache = self._fit_cache
+        if cache is None:
+            return None
+        unique, inverse = np.unique(rows, return_inverse=True)
+        versions = self._version[unique]
+        fits, missing = cache.lookup(unique, versions)
+        if missing.size:
+            fresh = fit_models(
+                self._alpha[unique[missing]], self._beta[unique[missing]], self.prices, self._prior
+            )
+            fits[missing] = fresh
+            cache.store(unique[missing], versions[missing], fresh)
+        table: FloatArray = fits[inverse.reshape(-1)]
+        return table
 
     def choose(self, contexts: Any, rng: np.random.Generator, now: float) -> IntArray:
         """One Thompson decision per event row, without propensities.
@@ -375,7 +406,42 @@ class Bandit:
             ("_clock", tables.clock),
         ):
             getattr(self, name)[rows] = values
+        self._version[rows] += 1  # the posteriors changed under any cached fits
+        if self._fit_cache is not None:
+            self._fit_cache.clear()
         self.total_outcomes = tables.total_outcomes
 
 
 _TABLES = ("_alpha", "_beta", "_successes", "_failures", "_pulls", "_clock", "_version")
+
+
+class _FitCache:
+    """Direct-mapped cache of shape-ts fits: context row ``r`` lives in slot ``r % slots``.
+
+    A slot remembers which row and which posterior version it holds; anything
+    else is a miss and is refitted. Memory is fixed however many contexts
+    there are, and a hot context keeps its slot unless another one hashes to it.
+    """
+
+    def __init__(self, columns: int, slots: int = FIT_CACHE_SLOTS) -> None:
+        self.slots = slots
+        self.row = np.full(slots, -1, dtype=np.int64)
+        self.version = np.full(slots, -1, dtype=np.int64)
+        self.fits = np.empty((slots, columns))
+
+    def clear(self) -> None:
+        self.row[:] = -1
+
+    def lookup(self, rows: IntArray, versions: IntArray) -> tuple[FloatArray, IntArray]:
+        """Fits of the (distinct) rows, and the positions among them that missed."""
+        slot = rows % self.slots
+        hit = (self.row[slot] == rows) & (self.version[slot] == versions)
+        fits = self.fits[slot]
+        return fits, np.flatnonzero(~hit)
+
+    def store(self, rows: IntArray, versions: IntArray, fits: FloatArray) -> None:
+        """Keep fresh fits; of rows sharing a slot in one call, the first one stays."""
+        slot, first = np.unique(rows % self.slots, return_index=True)
+        self.row[slot] = rows[first]
+        self.version[slot] = versions[first]
+        self.fits[slot] = fits[first]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dynpricing.core.posterior import sample_monotone_acceptance
+from dynpricing.core.posterior import monotone_from_draws, sample_acceptance
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -203,6 +203,95 @@ def _fit_shapes(
     )
 
 
+FIT_FIELDS = ("mode_a", "mode_b", "l_aa", "l_ba", "l_bb")  # per shape, then the model weights
+
+
+def fit_columns(n_shapes: int) -> int:
+    """Width of a :func:`fit_models` table: five numbers per shape, one weight per model."""
+    return len(FIT_FIELDS) * n_shapes + 1 + n_shapes
+
+
+def shape_features(prices: FloatArray) -> FloatArray:
+    """The price features of :func:`price_features` stacked, ``(shapes, n_arms)``."""
+    return np.stack(list(price_features(prices).values()))
+
+
+def fit_models(
+    alpha: FloatArray, beta: FloatArray, prices: FloatArray, prior: tuple[float, float]
+) -> FloatArray:
+    """Everything deterministic about a model-averaged draw, one row per input row.
+
+    Columns: per shape the Laplace mode ``(a, b)`` and the Cholesky factor of
+    its covariance, then the cumulative model weights (Beta model first). A
+    pure function of each row's ``(alpha, beta)``, so a caller may keep rows
+    for as long as the posterior they came from does not change.
+    """
+    n = alpha.shape[0]
+    features = shape_features(prices)
+    shapes = features.shape[0]
+    fit = _fit_shapes(alpha, beta, features, prior)
+    det = fit.h_aa * fit.h_bb - fit.h_ab * fit.h_ab
+    var_a, cov, var_b = fit.h_bb / det, -fit.h_ab / det, fit.h_aa / det
+    # Cholesky factor of the 2x2 covariance, written out
+    l_aa = np.sqrt(var_a)
+    l_ba = cov / l_aa
+    l_bb = np.sqrt(np.maximum(var_b - l_ba * l_ba, 0.0))
+    log_w = np.concatenate(
+        [
+            beta_log_evidence(alpha, beta, *prior)[None],
+            (fit.log_evidence + SHAPE_LOG_PRIOR_ODDS).reshape(shapes, n),
+        ]
+    )
+    weights = np.exp(log_w - log_w.max(axis=0))
+    per_shape = [fit.mode[:, 0], fit.mode[:, 1], l_aa, l_ba, l_bb]
+    table = np.empty((n, fit_columns(shapes)))
+    for field, values in enumerate(per_shape):
+        table[:, field * shapes : (field + 1) * shapes] = values.reshape(shapes, n).T
+    table[:, len(FIT_FIELDS) * shapes :] = np.cumsum(weights, axis=0).T
+    return table
+
+
+def sample_fitted_average(
+    alpha: FloatArray,
+    beta: FloatArray,
+    fits: FloatArray,
+    prices: FloatArray,
+    *,
+    prior: tuple[float, float],
+    rng: np.random.Generator,
+) -> FloatArray:
+    """:func:`sample_model_average` from rows of :func:`fit_models` computed beforehand.
+
+    Draws the same random numbers in the same order (Beta draws, then two
+    normals per shape and row, then one uniform per row), picks each row's
+    model, and only then builds the curves, for the picked model alone.
+    """
+    n = alpha.shape[0]
+    features = shape_features(prices)
+    shapes = features.shape[0]
+    draws = sample_acceptance(alpha, beta, rng)
+    z = rng.standard_normal((shapes * n, 2))
+    cumulative = fits[:, len(FIT_FIELDS) * shapes :].T
+    uniforms = rng.random(n)
+    pick = (uniforms * cumulative[-1] > cumulative).sum(axis=0)
+    chosen: FloatArray = np.empty_like(draws)
+    rows = pick == 0
+    if rows.any():
+        chosen[rows] = monotone_from_draws(draws[rows], alpha[rows], beta[rows], prior)
+    for shape in range(shapes):
+        rows = np.flatnonzero(pick == shape + 1)
+        if rows.size == 0:
+            continue
+        mode_a, mode_b, l_aa, l_ba, l_bb = (
+            fits[rows, field * shapes + shape] for field in range(len(FIT_FIELDS))
+        )
+        normal = z[shape * n + rows]
+        a = mode_a + l_aa * normal[:, 0]
+        b = mode_b + l_ba * normal[:, 0] + l_bb * normal[:, 1]
+        chosen[rows] = _sigmoid(a[:, None] - b[:, None] * features[shape])
+    return chosen
+
+
 def sample_model_average(
     alpha: FloatArray,
     beta: FloatArray,
@@ -217,23 +306,5 @@ def sample_model_average(
     are fitted in one stacked call (rows = shape x input row) to keep the
     number of numpy operations per decision batch small.
     """
-    n = alpha.shape[0]
-    features = np.stack(list(price_features(prices).values()))  # (shapes, n_arms)
-    shapes = features.shape[0]
-    x = np.repeat(features, n, axis=0)
-    fit = _fit_shapes(alpha, beta, features, prior)
-    curves = np.concatenate(
-        [sample_monotone_acceptance(alpha, beta, rng, prior), sample_logistic(fit, x, rng)]
-    )
-    log_w = np.concatenate(
-        [
-            beta_log_evidence(alpha, beta, *prior)[None],
-            (fit.log_evidence + SHAPE_LOG_PRIOR_ODDS).reshape(shapes, n),
-        ]
-    )
-    weights = np.exp(log_w - log_w.max(axis=0))
-    cumulative = np.cumsum(weights, axis=0)
-    uniforms = rng.random(n)
-    pick = (uniforms * cumulative[-1] > cumulative).sum(axis=0)
-    chosen: FloatArray = curves[pick * n + np.arange(n)]
-    return chosen
+    fits = fit_models(alpha, beta, prices, prior)
+    return sample_fitted_average(alpha, beta, fits, prices, prior=prior, rng=rng)

@@ -67,7 +67,17 @@ def sample_monotone_acceptance(
     the least likely to win. Projection would pool those draws instead, which
     keeps the preference for the top price.
     """
-    draws = sample_acceptance(alpha, beta, rng)
+    return monotone_from_draws(sample_acceptance(alpha, beta, rng), alpha, beta, prior)
+
+
+def monotone_from_draws(
+    draws: FloatArray, alpha: FloatArray, beta: FloatArray, prior: tuple[float, float]
+) -> FloatArray:
+    """The deterministic half of :func:`sample_monotone_acceptance`, row by row.
+
+    Split out so a caller can draw for every row but project only the rows it
+    keeps; each row's result depends on that row alone.
+    """
     fitted = monotone_decreasing_fit(draws, alpha + beta)
     n_arms = alpha.shape[-1]
     evidence = (alpha + beta).sum(axis=-1) - n_arms * (prior[0] + prior[1])
