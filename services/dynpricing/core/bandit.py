@@ -16,7 +16,12 @@ import numpy.typing as npt
 
 from dynpricing.core import snapshot
 from dynpricing.core.contexts import DEMAND_LEVELS
-from dynpricing.core.demand_models import fit_columns, fit_models, shape_features
+from dynpricing.core.demand_models import (
+    FittedModels,
+    fit_columns,
+    fit_models,
+    shape_features,
+)
 from dynpricing.core.errors import PricingError, SnapshotError, UnknownContextError
 from dynpricing.core.forgetting import FORGETTING_FLOOR, decay_evidence, decay_factor
 from dynpricing.core.grid import arm_index, validate_grid
@@ -110,6 +115,7 @@ class Bandit:
         if config.policy == POLICY_SHAPE_TS and fit_cache_slots > 0:
             columns = fit_columns(shape_features(self.prices).shape[0])
             self._fit_cache = _FitCache(columns, fit_cache_slots)
+        self._features = shape_features(self.prices)
         for location in config.locations:
             for level in DEMAND_LEVELS:
                 self._add_context(location, level)
@@ -180,12 +186,11 @@ class Bandit:
 
     # -- forgetting ----------------------------------------------------------
 
-    def _advance_clock(self, rows: IntArray, now: float) -> None:
-        """Decay the given contexts' evidence to time ``now`` (no-op without forgetting)."""
+    def _advance_clock(self, unique: IntArray, now: float) -> None:
+        """Decay these distinct contexts' evidence to time ``now`` (no-op without forgetting)."""
         half_life = self.config.half_life
-        if half_life is None or rows.size == 0:
+        if half_life is None or unique.size == 0:
             return
-        unique = np.unique(rows)
         elapsed = now - self._clock[unique]
         moved = unique[elapsed > 0]
         if moved.size == 0:
@@ -199,7 +204,10 @@ class Bandit:
 
     # -- deciding ------------------------------------------------------------
 
-    def _arms_for(self, rows: IntArray, rng: np.random.Generator) -> IntArray:
+    def _arms_for(
+        self, rows: IntArray, unique: IntArray, inverse: IntArray, rng: np.random.Generator
+    ) -> IntArray:
+        """Decisions for ``rows`` (= ``unique[inverse]``, ``unique`` distinct)."""
         cfg = self.config
         return thompson_arms(
             self._alpha[rows],
@@ -209,10 +217,10 @@ class Bandit:
             objective=cfg.objective,
             rng=rng,
             prior=self._prior,
-            fits=self._fits_for(rows),
+            fits=self._fits_for(unique, inverse),
         )
 
-    def _fits_for(self, rows: IntArray) -> FloatArray | None:
+    def _fits_for(self, unique: IntArray, inverse: IntArray) -> FittedModels | None:
         """shape-ts's fitted models per row, refitting only contexts whose posterior moved.
 
         A fit is a pure function of the context's ``(alpha, beta)``, and every
@@ -222,7 +230,6 @@ class Bandit:
         cache = self._fit_cache
         if cache is None:
             return None
-        unique, inverse = np.unique(rows, return_inverse=True)
         versions = self._version[unique]
         fits, missing = cache.lookup(unique, versions)
         if missing.size:
@@ -231,8 +238,7 @@ class Bandit:
             )
             fits[missing] = fresh
             cache.store(unique[missing], versions[missing], fresh)
-        table: FloatArray = fits[inverse.reshape(-1)]
-        return table
+        return FittedModels(fits[inverse], self._features)
 
     def choose(self, contexts: Any, rng: np.random.Generator, now: float) -> IntArray:
         """One Thompson decision per event row, without propensities.
@@ -241,8 +247,9 @@ class Bandit:
         makes the same calls, which is how a test pins the two together.
         """
         rows = self._check_rows(contexts)
-        self._advance_clock(rows, now)
-        return self._arms_for(rows, rng)
+        unique, inverse = _distinct(rows)
+        self._advance_clock(unique, now)
+        return self._arms_for(rows, unique, inverse, rng)
 
     def decide(self, contexts: Any, rng: np.random.Generator, now: float) -> DecisionBatch:
         """One Thompson decision per event row, with the chosen arm's propensity.
@@ -252,12 +259,14 @@ class Bandit:
         uses extra draws.
         """
         rows = self._check_rows(contexts)
-        arms = self.choose(rows, rng, now)
-        self._refresh_draw_counts(np.unique(rows), rng)
+        unique, inverse = _distinct(rows)
+        self._advance_clock(unique, now)
+        arms = self._arms_for(rows, unique, inverse, rng)
+        self._refresh_draw_counts(unique, rng)
         np.add.at(self._draw_counts, (rows, arms), 1)
-        counts = self._draw_counts[rows]
-        propensities = counts[np.arange(rows.size), arms] / counts.sum(axis=1)
-        return DecisionBatch(arms=arms, propensities=propensities.astype(np.float64))
+        totals = self._draw_counts[unique].sum(axis=1)
+        propensities: FloatArray = self._draw_counts[rows, arms] / totals[inverse]
+        return DecisionBatch(arms=arms, propensities=propensities)
 
     def _refresh_draw_counts(self, unique_rows: IntArray, rng: np.random.Generator) -> None:
         """Re-estimate choice frequencies for contexts whose posterior changed.
@@ -276,7 +285,7 @@ class Bandit:
         budget = max(MIN_PROPENSITY_DRAWS, PROPENSITY_BATCH_BUDGET // stale.size)
         draws = min(self.config.propensity_draws, budget)
         repeated = np.repeat(stale, draws)
-        arms = self._arms_for(repeated, rng)
+        arms = self._arms_for(repeated, stale, np.repeat(np.arange(stale.size), draws), rng)
         n_arms = self.prices.size
         slot = np.repeat(np.arange(stale.size), draws) * n_arms + arms
         counts = np.bincount(slot, minlength=stale.size * n_arms).reshape(stale.size, n_arms)
@@ -310,14 +319,15 @@ class Bandit:
             )
         if arm_rows.size and (arm_rows.min() < 0 or arm_rows.max() >= self.prices.size):
             raise PricingError(f"arm indices must be in [0, {self.prices.size})")
-        self._advance_clock(rows, now)
+        unique = _distinct(rows)[0]
+        self._advance_clock(unique, now)
         at = (rows, arm_rows)
         np.add.at(self._alpha, at, won.astype(np.float64))
         np.add.at(self._beta, at, (~won).astype(np.float64))
         np.add.at(self._successes, at, won.astype(np.int64))
         np.add.at(self._failures, at, (~won).astype(np.int64))
         np.add.at(self._pulls, at, 1)
-        self._version[np.unique(rows)] += 1
+        self._version[unique] += 1
         self.total_outcomes += int(rows.size)
 
     # -- reporting and persistence -------------------------------------------
@@ -413,6 +423,14 @@ class Bandit:
 
 
 _TABLES = ("_alpha", "_beta", "_successes", "_failures", "_pulls", "_clock", "_version")
+
+
+def _distinct(rows: IntArray) -> tuple[IntArray, IntArray]:
+    """``(unique, inverse)`` as :func:`numpy.unique` gives them, quicker for one context."""
+    if rows.size == 0 or (rows == rows[0]).all():
+        return rows[:1], np.zeros(rows.size, dtype=np.intp)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return unique, inverse.reshape(-1)
 
 
 class _FitCache:

@@ -251,11 +251,18 @@ def fit_models(
     return table
 
 
+@dataclass(frozen=True)
+class FittedModels:
+    """Rows of :func:`fit_models` and the shape features they were fitted on."""
+
+    table: FloatArray  # (n, fit_columns(shapes))
+    features: FloatArray  # (shapes, n_arms), as shape_features(prices)
+
+
 def sample_fitted_average(
     alpha: FloatArray,
     beta: FloatArray,
-    fits: FloatArray,
-    prices: FloatArray,
+    fitted: FittedModels,
     *,
     prior: tuple[float, float],
     rng: np.random.Generator,
@@ -267,7 +274,7 @@ def sample_fitted_average(
     model, and only then builds the curves, for the picked model alone.
     """
     n = alpha.shape[0]
-    features = shape_features(prices)
+    fits, features = fitted.table, fitted.features
     shapes = features.shape[0]
     draws = sample_acceptance(alpha, beta, rng)
     z = rng.standard_normal((shapes * n, 2))
@@ -306,5 +313,5 @@ def sample_model_average(
     are fitted in one stacked call (rows = shape x input row) to keep the
     number of numpy operations per decision batch small.
     """
-    fits = fit_models(alpha, beta, prices, prior)
-    return sample_fitted_average(alpha, beta, fits, prices, prior=prior, rng=rng)
+    fitted = FittedModels(fit_models(alpha, beta, prices, prior), shape_features(prices))
+    return sample_fitted_average(alpha, beta, fitted, prior=prior, rng=rng)

@@ -15,7 +15,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dynpricing.core.demand_models import sample_fitted_average, sample_model_average
+from dynpricing.core.demand_models import (
+    FittedModels,
+    sample_fitted_average,
+    sample_model_average,
+)
 from dynpricing.core.errors import PricingError
 from dynpricing.core.posterior import sample_acceptance, sample_monotone_acceptance
 
@@ -57,7 +61,7 @@ def draw_acceptance(
     *,
     prices: FloatArray,
     prior: tuple[float, float] = DEFAULT_PRIOR,
-    fits: FloatArray | None = None,
+    fits: FittedModels | None = None,
 ) -> FloatArray:
     """One posterior draw of acceptance per arm, shaped like ``alpha``.
 
@@ -66,7 +70,7 @@ def draw_acceptance(
     """
     if policy == POLICY_SHAPE_TS:
         if fits is not None:
-            return sample_fitted_average(alpha, beta, fits, prices, prior=prior, rng=rng)
+            return sample_fitted_average(alpha, beta, fits, prior=prior, rng=rng)
         return sample_model_average(alpha, beta, prices, prior, rng)
     if policy == POLICY_MONOTONE_TS:
         return sample_monotone_acceptance(alpha, beta, rng, prior)
@@ -106,7 +110,7 @@ def thompson_arms(
     objective: str,
     rng: np.random.Generator,
     prior: tuple[float, float] = DEFAULT_PRIOR,
-    fits: FloatArray | None = None,
+    fits: FittedModels | None = None,
 ) -> IntArray:
     """Thompson decisions for rows of posterior parameters ``(n, n_arms)``."""
     draws = draw_acceptance(alpha, beta, policy, rng, prices=prices, prior=prior, fits=fits)

@@ -7,6 +7,8 @@ in ascending price order.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -37,13 +39,21 @@ def monotone_decreasing_fit(values: FloatArray, weights: FloatArray) -> FloatArr
     # interval means mean[..., j, k] over arms j..k (only j <= k is meaningful)
     numerator = cum_wv[..., None, 1:] - cum_wv[..., :-1, None]
     denominator = cum_w[..., None, 1:] - cum_w[..., :-1, None]
-    upper = np.triu(np.ones((n_arms, n_arms), dtype=bool))
+    upper = _upper_triangle(n_arms)
     with np.errstate(divide="ignore", invalid="ignore"):
         means = np.where(upper, numerator / np.where(upper, denominator, 1.0), -np.inf)
     # best[..., j, i] = max over k >= i of means[j, k]
     best = np.maximum.accumulate(means[..., ::-1], axis=-1)[..., ::-1]
     fitted: FloatArray = np.where(upper, best, np.inf).min(axis=-2)
     return fitted
+
+
+@functools.cache
+def _upper_triangle(n_arms: int) -> npt.NDArray[np.bool_]:
+    """``j <= k`` as an ``(n_arms, n_arms)`` mask, made once per grid size (read-only)."""
+    upper = np.triu(np.ones((n_arms, n_arms), dtype=bool))
+    upper.flags.writeable = False
+    return upper
 
 
 def sample_monotone_acceptance(
