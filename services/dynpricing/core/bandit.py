@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dynpricing.core import snapshot
-from dynpricing.core.contexts import DEMAND_LEVELS
+from dynpricing.core.contexts import DEMAND_LEVELS, ContextTable
 from dynpricing.core.demand_models import (
     FittedModels,
     fit_columns,
@@ -37,11 +37,14 @@ from dynpricing.core.posterior import posterior_mean
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+CountArray = npt.NDArray[np.integer[Any]]  # int32 until a count nears 2**31, then int64
 
 INITIAL_CAPACITY = 16  # context rows allocated up front; doubles when full
 PROPENSITY_DRAWS = 64  # fresh posterior draws per stale context to estimate propensities
 PROPENSITY_BATCH_BUDGET = 16_384  # fresh draws per decide() call, shared by its stale contexts
 MIN_PROPENSITY_DRAWS = 8  # per stale context, however many there are
+COUNT_DTYPE = np.int32  # outcome and draw counts; widened to int64 before they could overflow
+WIDEN_COUNTS_ABOVE = 2**30  # a count past this switches its tables to int64 (one batch < 2**30)
 FIT_CACHE_SLOTS = 32_768  # shape-ts fits kept, one slot per context row modulo this
 
 __all__ = ["DEFAULT_POLICY", "ArmStats", "Bandit", "BanditConfig", "DecisionBatch"]
@@ -108,8 +111,10 @@ class Bandit:
         self.policy_name: str = policy_name(config.policy, config.objective)
         self._prior = (config.prior_alpha, config.prior_beta)
         self.total_outcomes: int = 0
-        self._keys: list[tuple[str, str]] = []
-        self._index: dict[tuple[str, str], int] = {}
+        self._contexts = ContextTable()
+        self._count_dtype: type[np.integer[Any]] = COUNT_DTYPE
+        self._draw_dtype: type[np.integer[Any]] = COUNT_DTYPE
+        self._widen_above = WIDEN_COUNTS_ABOVE
         self._allocate(INITIAL_CAPACITY)
         self._fit_cache: _FitCache | None = None
         if config.policy == POLICY_SHAPE_TS and fit_cache_slots > 0:
@@ -126,35 +131,42 @@ class Bandit:
         n_arms = self.prices.size
         self._alpha = np.full((capacity, n_arms), self.config.prior_alpha)
         self._beta = np.full((capacity, n_arms), self.config.prior_beta)
-        self._successes = np.zeros((capacity, n_arms), dtype=np.int64)
-        self._failures = np.zeros((capacity, n_arms), dtype=np.int64)
-        self._pulls = np.zeros((capacity, n_arms), dtype=np.int64)
+        self._successes: CountArray = np.zeros((capacity, n_arms), dtype=self._count_dtype)
+        self._failures: CountArray = np.zeros((capacity, n_arms), dtype=self._count_dtype)
+        self._pulls: CountArray = np.zeros((capacity, n_arms), dtype=self._count_dtype)
         self._clock = np.zeros(capacity)
         self._version = np.zeros(capacity, dtype=np.int64)
-        self._draw_counts = np.zeros((capacity, n_arms), dtype=np.int64)
+        self._draw_counts: CountArray = np.zeros((capacity, n_arms), dtype=self._draw_dtype)
         self._draw_version = np.full(capacity, -1, dtype=np.int64)
 
     def _grow(self) -> None:
         """Double the capacity, keeping the rows in use."""
-        used = len(self._keys)
+        used = len(self._contexts)
         old = {name: getattr(self, name)[:used] for name in _TABLES}
         self._allocate(max(INITIAL_CAPACITY, 2 * len(self._alpha)))
         for name, values in old.items():
             getattr(self, name)[:used] = values
 
     def _add_context(self, location: str, level: str) -> int:
-        if len(self._keys) == len(self._alpha):
+        if len(self._contexts) == len(self._alpha):
             self._grow()
-        index = len(self._keys)
-        self._keys.append((location, level))
-        self._index[(location, level)] = index
-        return index
+        return self._contexts.add(location, level)
+
+    def _widen_counts(self, draws: bool) -> None:
+        """Switch the outcome (or draw) count tables to int64, keeping their values."""
+        if draws:
+            self._draw_dtype = np.int64
+            self._draw_counts = self._draw_counts.astype(np.int64)
+            return
+        self._count_dtype = np.int64
+        for name in _COUNT_TABLES:
+            setattr(self, name, getattr(self, name).astype(np.int64))
 
     # -- contexts and arms ---------------------------------------------------
 
     def context_index(self, location: str, demand_level: str) -> int:
         """Row of a context; a new one is added unless contexts are fixed."""
-        index = self._index.get((location, demand_level))
+        index = self._contexts.get(location, demand_level)
         if index is not None:
             return index
         if demand_level not in DEMAND_LEVELS:
@@ -170,7 +182,7 @@ class Bandit:
 
     def contexts(self) -> list[tuple[str, str]]:
         """Context row -> (location, demand_level)."""
-        return list(self._keys)
+        return list(self._contexts.names())
 
     def arm_index(self, price: float) -> int:
         """Arm of a price multiplier; :class:`PriceNotOnGridError` when off the grid."""
@@ -178,9 +190,10 @@ class Bandit:
 
     def _check_rows(self, contexts: Any) -> IntArray:
         rows = np.asarray(contexts, dtype=np.int64).reshape(-1)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self._keys)):
+        used = len(self._contexts)
+        if rows.size and (rows.min() < 0 or rows.max() >= used):
             raise UnknownContextError(
-                f"context rows must be in [0, {len(self._keys)}), got {rows.min()}..{rows.max()}"
+                f"context rows must be in [0, {used}), got {rows.min()}..{rows.max()}"
             )
         return rows
 
@@ -264,8 +277,10 @@ class Bandit:
         arms = self._arms_for(rows, unique, inverse, rng)
         self._refresh_draw_counts(unique, rng)
         np.add.at(self._draw_counts, (rows, arms), 1)
-        totals = self._draw_counts[unique].sum(axis=1)
+        totals = self._draw_counts[unique].sum(axis=1, dtype=np.int64)
         propensities: FloatArray = self._draw_counts[rows, arms] / totals[inverse]
+        if self._draw_dtype is not np.int64 and np.any(totals > self._widen_above):
+            self._widen_counts(draws=True)
         return DecisionBatch(arms=arms, propensities=propensities)
 
     def _refresh_draw_counts(self, unique_rows: IntArray, rng: np.random.Generator) -> None:
@@ -324,9 +339,13 @@ class Bandit:
         at = (rows, arm_rows)
         np.add.at(self._alpha, at, won.astype(np.float64))
         np.add.at(self._beta, at, (~won).astype(np.float64))
-        np.add.at(self._successes, at, won.astype(np.int64))
-        np.add.at(self._failures, at, (~won).astype(np.int64))
+        np.add.at(self._successes, at, won.astype(self._count_dtype))
+        np.add.at(self._failures, at, (~won).astype(self._count_dtype))
         np.add.at(self._pulls, at, 1)
+        if self._count_dtype is not np.int64 and any(
+            np.any(getattr(self, name)[unique] > self._widen_above) for name in _COUNT_TABLES
+        ):
+            self._widen_counts(draws=False)
         self._version[unique] += 1
         self.total_outcomes += int(rows.size)
 
@@ -334,14 +353,14 @@ class Bandit:
 
     def arm_stats(self) -> ArmStats:
         """A copy of the learning tables for metrics and ``/state``."""
-        used = len(self._keys)
+        used = len(self._contexts)
         alpha, beta = self._alpha[:used].copy(), self._beta[:used].copy()
         return ArmStats(
             alpha=alpha,
             beta=beta,
-            successes=self._successes[:used].copy(),
-            failures=self._failures[:used].copy(),
-            pulls=self._pulls[:used].copy(),
+            successes=self._successes[:used].astype(np.int64),
+            failures=self._failures[:used].astype(np.int64),
+            pulls=self._pulls[:used].astype(np.int64),
             posterior_mean=posterior_mean(alpha, beta),
         )
 
@@ -365,9 +384,10 @@ class Bandit:
         ``arrays=True`` puts numpy arrays where the tables go (same JSON through
         :func:`dynpricing.statefile.write_json_atomic`, far faster for many arms).
         """
-        used = len(self._keys)
+        used = len(self._contexts)
         tables = snapshot.LearnedTables(
-            contexts=list(self._keys),
+            locations=self._contexts.locations(),
+            levels=self._contexts.levels(),
             alpha=self._alpha[:used],
             beta=self._beta[:used],
             successes=self._successes[:used],
@@ -389,24 +409,28 @@ class Bandit:
         return bandit, engine
 
     def _load(self, tables: snapshot.LearnedTables) -> None:
-        fixed = set(self._keys)
-        if fixed:
-            unknown = [key for key in tables.contexts if key not in fixed]
+        if len(self._contexts):  # fixed locations: put each snapshot row in its context's row
+            found = list(map(self._contexts.get, tables.locations, tables.levels))
+            unknown = [
+                (location, level)
+                for location, level, row in zip(tables.locations, tables.levels, found, strict=True)
+                if row is None
+            ]
             if unknown:
                 raise SnapshotError(
                     f"snapshot contexts {unknown[:5]} are not among the configured locations "
                     f"{list(self.config.locations)}"
                 )
-        if not self._keys:  # dynamic contexts: adopt the snapshot's rows as they are
-            self._allocate(max(INITIAL_CAPACITY, len(tables.contexts)))
-            self._keys = list(tables.contexts)
-            self._index = dict(zip(self._keys, range(len(self._keys)), strict=True))
-            rows = np.arange(len(self._keys), dtype=np.int64)
-        else:
-            for key in tables.contexts:
-                if key not in self._index:
-                    self._add_context(*key)
-            rows = np.fromiter(map(self._index.__getitem__, tables.contexts), dtype=np.int64)
+            rows = np.asarray(found, dtype=np.int64)
+        else:  # dynamic contexts: adopt the snapshot's rows as they are
+            self._allocate(max(INITIAL_CAPACITY, len(tables.locations)))
+            self._contexts.extend(tables.locations, tables.levels)
+            rows = np.arange(len(self._contexts), dtype=np.int64)
+        counts = (tables.successes, tables.failures, tables.pulls)
+        if self._count_dtype is not np.int64 and any(
+            table.size and table.max() > self._widen_above for table in counts
+        ):
+            self._widen_counts(draws=False)
         for name, values in (
             ("_alpha", tables.alpha),
             ("_beta", tables.beta),
@@ -423,6 +447,7 @@ class Bandit:
 
 
 _TABLES = ("_alpha", "_beta", "_successes", "_failures", "_pulls", "_clock", "_version")
+_COUNT_TABLES = ("_successes", "_failures", "_pulls")
 
 
 def _distinct(rows: IntArray) -> tuple[IntArray, IntArray]:

@@ -20,7 +20,7 @@ from dynpricing.core.errors import SnapshotError
 from dynpricing.core.grid import same_grid
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
+IntArray = npt.NDArray[np.integer[Any]]  # int64 when read; the bandit may keep int32
 
 SNAPSHOT_FORMAT = "dynpricing.bandit_stats"
 SNAPSHOT_VERSION = 1
@@ -31,9 +31,13 @@ COUNT_TABLES = ("successes", "failures", "pulls")
 
 @dataclass(frozen=True)
 class LearnedTables:
-    """Everything a bandit has learned: contexts plus per-(context, arm) tables."""
+    """Everything a bandit has learned: contexts plus per-(context, arm) tables.
 
-    contexts: list[tuple[str, str]]
+    Row ``i`` is the context ``(locations[i], levels[i])``.
+    """
+
+    locations: list[str]
+    levels: list[str]
     alpha: FloatArray
     beta: FloatArray
     successes: IntArray
@@ -84,8 +88,8 @@ def to_document(
         "forgetting": {"half_life": header.half_life, "floor": header.forgetting_floor},
         "total_outcomes": tables.total_outcomes,
         "contexts": {
-            "location": [loc for loc, _ in tables.contexts],
-            "demand_level": [level for _, level in tables.contexts],
+            "location": tables.locations,
+            "demand_level": tables.levels,
             "clock": table(tables.clock),
             **{name: table(getattr(tables, name)) for name in PARAM_TABLES + COUNT_TABLES},
         },
@@ -149,7 +153,8 @@ def _level_or_none(level: object) -> str | None:
     return level if isinstance(level, str) else None
 
 
-def _context_keys(columns: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _context_keys(columns: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The location and demand level columns, checked: valid and no context twice."""
     locations = _field(columns, "location")
     levels = _field(columns, "demand_level")
     if not isinstance(locations, list) or not isinstance(levels, list):
@@ -168,7 +173,7 @@ def _context_keys(columns: Mapping[str, Any]) -> list[tuple[str, str]]:
         raise SnapshotError(f"snapshot contexts[{i}] = {key} is not a valid context")
     if len(set(keys)) != len(keys):
         raise SnapshotError("snapshot lists a context more than once")
-    return keys
+    return locations, levels
 
 
 def from_document(
@@ -181,16 +186,17 @@ def from_document(
     columns = _field(doc, "contexts")
     if not isinstance(columns, Mapping):
         raise SnapshotError("snapshot contexts must be an object of columns")
-    keys = _context_keys(columns)
-    shape = (len(keys), len(header.prices))
+    locations, levels = _context_keys(columns)
+    shape = (len(locations), len(header.prices))
     tables = LearnedTables(
-        contexts=keys,
+        locations=locations,
+        levels=levels,
         alpha=_table(columns, "alpha", shape, np.float64),
         beta=_table(columns, "beta", shape, np.float64),
         successes=_table(columns, "successes", shape, np.int64),
         failures=_table(columns, "failures", shape, np.int64),
         pulls=_table(columns, "pulls", shape, np.int64),
-        clock=_table(columns, "clock", (len(keys),), np.float64),
+        clock=_table(columns, "clock", (len(locations),), np.float64),
         total_outcomes=_total_outcomes(doc),
     )
     _check_values(tables)
