@@ -276,7 +276,9 @@ class Bandit:
         self._advance_clock(unique, now)
         arms = self._arms_for(rows, unique, inverse, rng)
         self._refresh_draw_counts(unique, rng)
-        np.add.at(self._draw_counts, (rows, arms), 1)
+        n_arms = self.prices.size
+        chosen = np.bincount(inverse * n_arms + arms, minlength=unique.size * n_arms)
+        self._draw_counts[unique] += chosen.reshape(unique.size, n_arms).astype(self._draw_dtype)
         totals = self._draw_counts[unique].sum(axis=1, dtype=np.int64)
         propensities: FloatArray = self._draw_counts[rows, arms] / totals[inverse]
         if self._draw_dtype is not np.int64 and np.any(totals > self._widen_above):

@@ -83,7 +83,7 @@ def argmax_random_ties(scores: FloatArray, rng: np.random.Generator) -> IntArray
     The generator is only consumed when a tie exists, so tie-free streams stay
     cheap; results are still a pure function of the generator state.
     """
-    best = scores.max(axis=-1, keepdims=True)
+    best = _row_max(scores)
     tied = scores >= best - TIE_RELATIVE_TOLERANCE * np.abs(best)
     arms: IntArray = scores.argmax(axis=-1).astype(np.int64)
     rows = np.flatnonzero(tied.sum(axis=-1) > 1)
@@ -91,6 +91,16 @@ def argmax_random_ties(scores: FloatArray, rng: np.random.Generator) -> IntArray
         noise = rng.random((rows.size, scores.shape[-1]))
         arms[rows] = np.where(tied[rows], noise, -1.0).argmax(axis=-1)
     return arms
+
+
+def _row_max(scores: FloatArray) -> FloatArray:
+    """``scores.max(axis=-1, keepdims=True)``, column by column (faster for a few arms)."""
+    if scores.ndim != 2 or scores.shape[1] == 0:  # rows x arms only
+        return scores.max(axis=-1, keepdims=True)
+    best = scores[:, 0].copy()
+    for column in range(1, scores.shape[1]):
+        np.maximum(best, scores[:, column], out=best)
+    return best[:, None]
 
 
 def choose_arms(
