@@ -96,7 +96,8 @@ def argmax_random_ties(scores: FloatArray, rng: np.random.Generator) -> IntArray
 def _row_max(scores: FloatArray) -> FloatArray:
     """``scores.max(axis=-1, keepdims=True)``, column by column (faster for a few arms)."""
     if scores.ndim != 2 or scores.shape[1] == 0:  # rows x arms only
-        return scores.max(axis=-1, keepdims=True)
+        whole: FloatArray = scores.max(axis=-1, keepdims=True)
+        return whole
     best = scores[:, 0].copy()
     for column in range(1, scores.shape[1]):
         np.maximum(best, scores[:, column], out=best)
