@@ -184,6 +184,12 @@ class Bandit:
         """Context row -> (location, demand_level)."""
         return list(self._contexts.names())
 
+    def context_name(self, row: int) -> tuple[str, str]:
+        """``(location, demand_level)`` of one row; cheaper than ``contexts()[row]``."""
+        if not 0 <= row < len(self._contexts):
+            raise UnknownContextError(f"context row {row} is not in [0, {len(self._contexts)})")
+        return self._contexts.name(row)
+
     def arm_index(self, price: float) -> int:
         """Arm of a price multiplier; :class:`PriceNotOnGridError` when off the grid."""
         return arm_index(self.prices, price)

@@ -129,6 +129,14 @@ class ContextTable:
         flat = self._row_location[start : self._size].astype(np.int64) * len(DEMAND_LEVELS)
         self._rows[flat + self._row_level[start : self._size]] = np.arange(start, self._size)
 
+    def name(self, row: int) -> tuple[str, str]:
+        """``(location, level)`` of one row, without building :meth:`names`."""
+        if not 0 <= row < self._size:
+            raise IndexError(f"context row {row} is not in [0, {self._size})")
+        location_id: int = self._row_location.item(row)
+        level_id: int = self._row_level.item(row)
+        return self._locations[location_id], DEMAND_LEVELS[level_id]
+
     def names(self) -> list[tuple[str, str]]:
         """Row -> ``(location, level)``; kept once built, extended as contexts appear."""
         names = self._names

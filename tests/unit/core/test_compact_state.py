@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from dynpricing.core import bandit as bandit_module
 from dynpricing.core.bandit import Bandit, BanditConfig
 from dynpricing.core.contexts import DEMAND_LEVELS, ContextTable
+from dynpricing.core.errors import UnknownContextError
 
 contexts = st.lists(
     st.tuples(st.sampled_from(["A", "B", "Airport", "", "é|x"]), st.sampled_from(DEMAND_LEVELS)),
@@ -38,6 +39,7 @@ def test_context_table_behaves_like_a_dict_of_rows(keys: list[tuple[str, str]], 
         assert built.levels() == [level for _, level in distinct]
         for key, row in reference.items():
             assert built.get(*key) == row
+            assert built.name(row) == key
         assert built.get("nowhere", "low") is None
         assert built.get("A", "extreme") is None
 
@@ -100,3 +102,11 @@ def test_state_costs_a_few_hundred_bytes_per_context() -> None:
     # 4 arms: 64 bytes of Beta parameters, 48 of int32 counts, 40 of clocks, versions
     # and draw counts, plus a location string per three contexts and table growth
     assert held / n < 400, f"{held / n:.0f} bytes per context"
+
+
+def test_context_name_is_one_entry_of_contexts() -> None:
+    bandit = Bandit(BanditConfig(locations=("Downtown", "Airport")))
+    rows = range(len(bandit.contexts()))
+    assert [bandit.context_name(row) for row in rows] == bandit.contexts()
+    with pytest.raises(UnknownContextError):
+        bandit.context_name(len(bandit.contexts()))
