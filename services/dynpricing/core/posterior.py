@@ -23,6 +23,9 @@ def sample_acceptance(alpha: FloatArray, beta: FloatArray, rng: np.random.Genera
     return draws
 
 
+SUFFIX_FORM_MIN_ROWS = 16  # from here on the per-start-arm form below is the faster one
+
+
 def monotone_decreasing_fit(values: FloatArray, weights: FloatArray) -> FloatArray:
     """Weighted least-squares projection of each row onto non-increasing sequences.
 
@@ -30,12 +33,16 @@ def monotone_decreasing_fit(values: FloatArray, weights: FloatArray) -> FloatArr
     ``fit[i] = min_{j<=i} max_{k>=i} mean_w(values[j..k])``, evaluated for all
     intervals at once. It costs ``O(n_arms**2)`` per row, which for a handful of
     prices is far cheaper than a Python pool-adjacent-violators loop per decision,
-    and gives the same answer (the projection is unique).
+    and gives the same answer (the projection is unique). Both evaluations below
+    compute every interval mean with the same operations and only take minima
+    and maxima of them, so they agree bit for bit; they differ in speed.
     """
-    n_arms = values.shape[-1]
     zero = np.zeros((*values.shape[:-1], 1))
     cum_w = np.concatenate([zero, np.cumsum(weights, axis=-1)], axis=-1)
     cum_wv = np.concatenate([zero, np.cumsum(weights * values, axis=-1)], axis=-1)
+    if values.ndim == 2 and values.shape[0] >= SUFFIX_FORM_MIN_ROWS:  # rows x arms
+        return _fit_by_start_arm(cum_w, cum_wv)
+    n_arms = values.shape[-1]
     # interval means mean[..., j, k] over arms j..k (only j <= k is meaningful)
     numerator = cum_wv[..., None, 1:] - cum_wv[..., :-1, None]
     denominator = cum_w[..., None, 1:] - cum_w[..., :-1, None]
@@ -45,6 +52,24 @@ def monotone_decreasing_fit(values: FloatArray, weights: FloatArray) -> FloatArr
     # best[..., j, i] = max over k >= i of means[j, k]
     best = np.maximum.accumulate(means[..., ::-1], axis=-1)[..., ::-1]
     fitted: FloatArray = np.where(upper, best, np.inf).min(axis=-2)
+    return fitted
+
+
+def _fit_by_start_arm(cum_w: FloatArray, cum_wv: FloatArray) -> FloatArray:
+    """The min-max form one start arm ``j`` at a time: no masked-out half to compute."""
+    n_arms = cum_w.shape[-1] - 1
+    suffixes = []  # suffixes[j][:, i - j] = max over k >= i of mean(j..k)
+    for j in range(n_arms):
+        means = (cum_wv[:, j + 1 :] - cum_wv[:, j : j + 1]) / (
+            cum_w[:, j + 1 :] - cum_w[:, j : j + 1]
+        )
+        suffixes.append(np.maximum.accumulate(means[:, ::-1], axis=-1)[:, ::-1])
+    fitted: FloatArray = np.empty((cum_w.shape[0], n_arms))
+    for i in range(n_arms):
+        column = suffixes[0][:, i]
+        for j in range(1, i + 1):
+            column = np.minimum(column, suffixes[j][:, i - j])
+        fitted[:, i] = column
     return fitted
 
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynpricing.core.bandit import Bandit, BanditConfig, DecisionBatch
+from dynpricing.core.posterior import monotone_decreasing_fit
 
 configs = st.builds(
     BanditConfig,
@@ -80,3 +81,25 @@ def test_a_restored_bandit_decides_like_the_original_with_a_warm_cache() -> None
         original = bandit.decide(np.full(7, row), np.random.default_rng(seed), 1.0).arms
         again = restored.decide(np.full(7, row), np.random.default_rng(seed), 1.0).arms
         np.testing.assert_array_equal(original, again)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.sampled_from([1, 2, 4, 7]),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1.0, 30.0, 1e4]),
+)
+def test_isotonic_fit_is_the_same_for_few_and_many_rows(
+    rows: int, arms: int, seed: int, scale: float
+) -> None:
+    """The min-max form is evaluated two ways (few rows / many rows); they agree bit for bit."""
+    rng = np.random.default_rng(seed)
+    values = rng.random((rows, arms))
+    values[rng.random((rows, arms)) < 0.2] = 0.5  # ties in the draws
+    weights = 0.1 + np.floor(rng.random((rows, arms)) * scale)
+    together = monotone_decreasing_fit(values, weights)
+    alone = np.concatenate(
+        [monotone_decreasing_fit(values[i : i + 1], weights[i : i + 1]) for i in range(rows)]
+    )
+    np.testing.assert_array_equal(together, alone)
