@@ -227,11 +227,10 @@ class PricingEngine:
         n_arms = len(self.bandit.prices)
         cells = (ctx * n_arms + arm) * 2 + acc.astype(np.int64)
         values, counts = np.unique(cells, return_counts=True)
-        names = self.bandit.contexts()
         for cell, count in zip(values.tolist(), counts.tolist(), strict=True):
             flat, is_accepted = divmod(cell, 2)
             context, arm_index = divmod(flat, n_arms)
-            location, level = names[context]
+            location, level = self.bandit.context_name(context)
             price = self._price_label(arm_index)
             label = "true" if is_accepted else "false"
             self.metrics.outcomes.labels(location, level, price, label).inc(count)
@@ -312,9 +311,9 @@ class PricingEngine:
     def _context_names(self, highest: int) -> list[tuple[str, str, str]]:
         """(location, level, Kafka key) per context row, extended when new contexts appear."""
         names = self._names
-        if highest >= len(names):
-            for location, level in self.bandit.contexts()[len(names) :]:
-                names.append((location, level, context_key(location, level)))
+        for row in range(len(names), highest + 1):
+            location, level = self.bandit.context_name(row)
+            names.append((location, level, context_key(location, level)))
         return names
 
     def _count_decisions(self, contexts: np.ndarray, arms: np.ndarray) -> None:
@@ -324,7 +323,7 @@ class PricingEngine:
             child = self._decision_children.get(divmod(cell, n_arms))
             if child is None:
                 context, arm = divmod(cell, n_arms)
-                location, level = self.bandit.contexts()[context]
+                location, level = self.bandit.context_name(context)
                 child = self.metrics.decisions.labels(location, level, self._price_label(arm))
                 self._decision_children[(context, arm)] = child
             child.inc(count)
