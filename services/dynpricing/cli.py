@@ -22,7 +22,7 @@ DELEGATED = {
     "experiment": "dynpricing.experiment.cli",
     "bench": "dynpricing.bench.cli",
     "topics": "dynpricing.topics",
-    "run": "dynpricing.runner",
+    "run": "dynpricing.run.cli",
 }
 
 

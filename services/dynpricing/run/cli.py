@@ -29,7 +29,8 @@ PROGRESS_INTERVAL_S = 5.0
 STOP_TIMEOUT_S = 30.0
 START_ORDER = ("engine", "simulator", "producer")
 STOP_ORDER = ("producer", "engine", "simulator")
-PORTS = {"engine": 8000, "producer": 8001, "simulator": 8002}
+ENGINE_PORT_ENV = "DYNPRICING_ENGINE_HTTP_PORT"
+DEFAULT_ENGINE_PORT = 8000
 
 
 def _service_env(bootstrap: str, state_path: Path) -> dict[str, str]:
@@ -41,15 +42,15 @@ def _service_env(bootstrap: str, state_path: Path) -> dict[str, str]:
 
 
 def _start(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    log = (logs / f"{name}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "dynpricing.cli", name],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with (logs / f"{name}.log").open("ab") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "dynpricing.cli", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _engine_state(port: int) -> dict[str, object] | None:
@@ -112,15 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     env = _service_env(bootstrap, args.state)
     procs = {name: _start(name, env, args.logs) for name in START_ORDER}
+    engine_port = int(env.get(ENGINE_PORT_ENV, DEFAULT_ENGINE_PORT))
     print(f"pricing loop running on {bootstrap}; logs in {args.logs}/; state in {args.state}")
-    print("engine http://127.0.0.1:8000/state  metrics :8000 :8001 :8002/metrics; Ctrl+C stops")
+    print(f"engine state at http://127.0.0.1:{engine_port}/state; Ctrl+C stops")
     try:
         while not stop.wait(PROGRESS_INTERVAL_S):
             failed = [n for n, p in procs.items() if p.poll() is not None]
             if failed:
                 print(f"stopped unexpectedly: {failed}; see {args.logs}/", file=sys.stderr)
                 break
-            state = _engine_state(PORTS["engine"])
+            state = _engine_state(engine_port)
             if state is not None:
                 _print_progress(state)
     finally:

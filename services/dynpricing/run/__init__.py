@@ -1,0 +1,1 @@
+"""``dynpricing run``: the whole pricing loop on one machine."""
