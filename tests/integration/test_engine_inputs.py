@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from dynpricing.events import REASONS
 from tests.integration.services_support import (
     Service,
     ServiceRunner,
-    Topics,
     demand_json,
     engine_settings,
     produce_values,
@@ -25,14 +23,6 @@ from tests.integration.services_support import (
 from tests.kafka_support import drain, wait_until
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def runner(kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
-           ) -> Iterator[ServiceRunner]:
-    services = ServiceRunner(kafka_bootstrap, Topics.create(topic_factory), tmp_path)
-    yield services
-    services.stop_all()
 
 
 def _read(runner: ServiceRunner, topic: str, at_least: int) -> list[dict[str, Any]]:

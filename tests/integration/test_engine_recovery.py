@@ -6,17 +6,16 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from tests.integration.conftest import SERVICE_TOPIC_PARTITIONS
 from tests.integration.services_support import (
     Service,
     ServiceRunner,
-    Topics,
     demand_json,
     engine_settings,
     produce_values,
@@ -25,15 +24,6 @@ from tests.kafka_support import drain, unique, wait_until
 
 pytestmark = pytest.mark.kafka
 
-PARTITIONS = 3
-
-
-@pytest.fixture
-def runner(kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
-           ) -> Iterator[ServiceRunner]:
-    services = ServiceRunner(kafka_bootstrap, Topics.create(topic_factory, PARTITIONS), tmp_path)
-    yield services
-    services.stop_all()
 
 
 def _demand(runner: ServiceRunner, n: int, prefix: str = "e") -> None:
@@ -108,7 +98,8 @@ def test_sigterm_exits_zero_after_writing_the_snapshot_and_committing_its_offset
     consumer = Consumer({"bootstrap.servers": runner.bootstrap, "group.id": settings["group_id"]})
     try:
         committed = consumer.committed(
-            [TopicPartition(runner.topics.demand, p) for p in range(PARTITIONS)], timeout=10
+            [TopicPartition(runner.topics.demand, p) for p in range(SERVICE_TOPIC_PARTITIONS)],
+            timeout=10,
         )
     finally:
         consumer.close()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dynpricing.core.market import load_market
-from tests.integration.services_support import ServiceRunner, Topics, engine_settings
+from tests.integration.services_support import ServiceRunner, engine_settings
 from tests.kafka_support import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -22,14 +21,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 MARKET_PATH = Path(__file__).resolve().parent / "data" / "separated.json"
 EVENTS = 20_000
 RATE = 2_000  # events/s: fast, yet outcomes flow back while demand still arrives
-
-
-@pytest.fixture
-def runner(kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
-           ) -> Iterator[ServiceRunner]:
-    services = ServiceRunner(kafka_bootstrap, Topics.create(topic_factory), tmp_path)
-    yield services
-    services.stop_all()
 
 
 def test_loop_settles_on_the_revenue_optimal_price_in_every_context(
