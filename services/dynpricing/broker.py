@@ -160,8 +160,13 @@ def _java_cmd(layout: BrokerLayout, main_class: str, *args: str) -> list[str]:
     ]
 
 
-def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """A random KRaft cluster id, never starting with '-' (the storage tool's parser
+    would take it for an option; Kafka's own ids avoid it the same way)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def prepare(layout: BrokerLayout, *, fresh: bool) -> None:
@@ -175,7 +180,7 @@ def prepare(layout: BrokerLayout, *, fresh: bool) -> None:
     if (layout.data / "logs" / "meta.properties").is_file():
         return
     cmd = _java_cmd(
-        layout, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)
+        layout, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(config)
     )
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
