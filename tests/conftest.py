@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_support import create_topics, free_port, in_ci, unique
+from tests.kafka_support import create_topics, free_port, start_broker, unique
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +27,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from dynpricing import broker  # noqa: PLC0415 - unit-only runs need no broker module
 
     layout = broker.BrokerLayout(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"))
-    try:
-        proc = broker.start(layout)
-    except broker.BrokerError as exc:
-        if in_ci():
-            pytest.fail(f"local Kafka broker could not start under CI: {exc}")
-        pytest.skip(f"no Kafka broker: {exc} (set KAFKA_BOOTSTRAP_SERVERS or install Java+Maven)")
+    proc = start_broker(layout)
     try:
         yield layout.bootstrap
     finally:

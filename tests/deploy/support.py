@@ -15,10 +15,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import pytest
 import yaml
+
+from tests.kafka_support import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "dynamic-pricing"
@@ -38,23 +39,10 @@ SERVICES = ("engine", "producer", "simulator")
 Manifest = dict[str, Any]
 
 
-def in_ci() -> bool:
-    """CI=true turns every 'tool missing' into a failure instead of a skip."""
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
 def shared_dir() -> Path:
     """The shared folder beside the repository (``DYNPRICING_SHARED_DIR`` overrides)."""
     given = os.environ.get("DYNPRICING_SHARED_DIR")
     return Path(given) if given else REPO.parent / "shared"
-
-
-def unavailable(what: str, hint: str) -> NoReturn:
-    """Fail under CI, skip locally: a test never passes silently without its tool."""
-    message = f"{what} is not available; {hint}"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 _TOOL_PATHS: dict[str, tuple[Path, ...]] = {
