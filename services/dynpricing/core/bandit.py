@@ -180,8 +180,14 @@ class Bandit:
             )
         return self._add_context(location, demand_level)
 
-    def contexts(self) -> list[tuple[str, str]]:
-        """Context row -> (location, demand_level)."""
+    def contexts(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """Context row -> (location, demand_level); only the first ``limit`` rows if given.
+
+        With a limit nothing is cached, so a view of the first contexts of a
+        large table costs only those rows.
+        """
+        if limit is not None:
+            return [self._contexts.name(row) for row in range(min(limit, len(self._contexts)))]
         return list(self._contexts.names())
 
     def context_name(self, row: int) -> tuple[str, str]:
@@ -359,9 +365,9 @@ class Bandit:
 
     # -- reporting and persistence -------------------------------------------
 
-    def arm_stats(self) -> ArmStats:
-        """A copy of the learning tables for metrics and ``/state``."""
-        used = len(self._contexts)
+    def arm_stats(self, limit: int | None = None) -> ArmStats:
+        """A copy of the learning tables for metrics and ``/state`` (first ``limit`` rows)."""
+        used = len(self._contexts) if limit is None else min(limit, len(self._contexts))
         alpha, beta = self._alpha[:used].copy(), self._beta[:used].copy()
         return ArmStats(
             alpha=alpha,

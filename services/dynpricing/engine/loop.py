@@ -435,9 +435,9 @@ class PricingEngine:
     def refresh_gauges(self) -> None:
         """Posterior means, pulls and consumer lag (bounded to the first contexts)."""
         with self.lock:
-            stats = self.bandit.arm_stats()
-            names = self.bandit.contexts()
-        for context, (location, level) in enumerate(names[:METRIC_CONTEXT_LIMIT]):
+            stats = self.bandit.arm_stats(METRIC_CONTEXT_LIMIT)
+            names = self.bandit.contexts(METRIC_CONTEXT_LIMIT)
+        for context, (location, level) in enumerate(names):
             for arm in range(len(self.bandit.prices)):
                 price = self._price_label(arm)
                 mean = float(stats.posterior_mean[context, arm])
@@ -465,11 +465,11 @@ class PricingEngine:
     def summary(self) -> list[dict[str, Any]]:
         """Per context: the best price by posterior mean revenue, and pulls per arm."""
         with self.lock:
-            stats = self.bandit.arm_stats()
-            names = self.bandit.contexts()
+            stats = self.bandit.arm_stats(SUMMARY_CONTEXT_LIMIT)
+            names = self.bandit.contexts(SUMMARY_CONTEXT_LIMIT)
         prices = self.bandit.prices
         rows = []
-        for context, (location, level) in enumerate(names[:SUMMARY_CONTEXT_LIMIT]):
+        for context, (location, level) in enumerate(names):
             revenue = prices * stats.posterior_mean[context]
             rows.append(
                 {

@@ -110,3 +110,14 @@ def test_context_name_is_one_entry_of_contexts() -> None:
     assert [bandit.context_name(row) for row in rows] == bandit.contexts()
     with pytest.raises(UnknownContextError):
         bandit.context_name(len(bandit.contexts()))
+
+
+def test_limited_views_are_the_first_rows_of_the_full_views() -> None:
+    bandit = Bandit(BanditConfig(locations=("Downtown", "Airport", "Harbour")))
+    rows = np.arange(len(bandit.contexts()))
+    bandit.update(rows, rows % 4, rows % 2 == 0, 0.0)
+    full, first = bandit.arm_stats(), bandit.arm_stats(4)
+    assert bandit.contexts(4) == bandit.contexts()[:4]
+    assert bandit.contexts(100) == bandit.contexts()
+    for name in ("alpha", "beta", "successes", "failures", "pulls", "posterior_mean"):
+        assert np.array_equal(getattr(first, name), getattr(full, name)[:4]), name
