@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +118,9 @@ class ContextTable:
     def extend(self, locations: list[str], levels: list[str]) -> None:
         """Append many new contexts at once (an empty table adopting a snapshot's rows)."""
         ids = self._location_ids
-        location_ids = [ids.setdefault(location, len(ids)) for location in locations]
+        for location in _fresh_copies([loc for loc in dict.fromkeys(locations) if loc not in ids]):
+            ids[location] = len(ids)
+        location_ids = [ids[location] for location in locations]
         self._locations = list(ids)  # dicts keep insertion order: id i is the i-th key
         level_ids = [LEVEL_INDEX[level] for level in levels]
         start, self._size = self._size, self._size + len(location_ids)
@@ -156,6 +159,18 @@ class ContextTable:
     def levels(self) -> list[str]:
         """Demand level of every row, in row order."""
         return list(map(DEMAND_LEVELS.__getitem__, self._row_level[: self._size].tolist()))
+
+
+def _fresh_copies(strings: list[str]) -> list[str]:
+    """New string objects equal to ``strings``, allocated next to each other.
+
+    Locations read from a snapshot were allocated between millions of numbers
+    that are freed right after loading; keeping those very strings would pin
+    the allocator's memory around them and keep it from the operating system.
+    """
+    joined = "".join(strings)
+    ends = itertools.accumulate(map(len, strings))
+    return [joined[end - len(text) : end] for text, end in zip(strings, ends, strict=True)]
 
 
 def _grown(values: npt.NDArray[Any], size: int, fill: int) -> npt.NDArray[Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +14,7 @@ from dynpricing import events
 from dynpricing.core.bandit import Bandit, BanditConfig
 from dynpricing.core.errors import PricingError, SnapshotError
 from dynpricing.engine.loop import METADATA_DEADLINE_S, WATERMARK_TIMEOUT_S, PricingEngine
+from dynpricing.engine.memory import calm_garbage_collector, release_freed_memory
 from dynpricing.engine.metrics import EngineMetrics
 from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
@@ -35,7 +35,6 @@ from dynpricing.statefile import read_json
 
 RECOVERY_DEADLINE_S = 60.0
 PARTITION_CHECK_INTERVAL_S = 60.0
-GC_GEN0_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)
 RECOVERY_BATCH = 5000
 EXIT_BAD_STATE = 2
 EXIT_DELIVERY_FAILED = 3
@@ -193,18 +192,6 @@ def assign_partitions(engine: PricingEngine, settings: EngineSettings) -> list[s
     return [f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in new]
 
 
-def calm_garbage_collector() -> None:
-    """Keep the cyclic collector's pauses off the decision path.
-
-    The restored state (up to millions of table rows and pending entries) is moved
-    out of the collector's view once, and young collections run less often:
-    the loop allocates many short-lived objects but creates almost no cycles.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
-
-
 def run(engine: PricingEngine, settings: EngineSettings, stop: StopFlag, health: Health) -> None:
     """Consume and price until stopped; snapshot periodically and once more at the end."""
     log = engine.log
@@ -272,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # finds marks saying where decisions published after it begin.
         engine.snapshot()
     calm_garbage_collector()
+    release_freed_memory()
     log.info(
         "engine_started",
         restored=restored,

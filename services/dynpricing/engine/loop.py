@@ -23,9 +23,15 @@ from dynpricing import events
 from dynpricing.core.bandit import Bandit
 from dynpricing.core.contexts import DemandThresholds, context_key, demand_level
 from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
+from dynpricing.engine.memory import release_freed_memory
 from dynpricing.engine.metrics import EngineMetrics, observe_many
 from dynpricing.engine.pending import Pending
-from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
+from dynpricing.engine.state import (
+    BooksCapture,
+    EngineBookkeeping,
+    partition_key,
+    split_partition_key,
+)
 from dynpricing.kafka_io import (
     FLUSH_TIMEOUT_S,
     DeliveryTracker,
@@ -361,12 +367,12 @@ class PricingEngine:
         with self.lock:
             self.books.decision_marks = self._decision_marks()
             now = self.clock()
-            doc = self.bandit.to_document(extra=self.books.to_document(written_at=now))
-            offsets = dict(self.books.offsets)
+            tables = self.bandit.to_document(arrays=True)  # copies of the arrays
+            books = self.books.capture(written_at=now)
         if wait:
-            self._write_snapshot(doc, offsets, now, started)
+            self._write_snapshot(tables, books, started)
             return
-        self._writer = _Background(lambda: self._write_snapshot(doc, offsets, now, started))
+        self._writer = _Background(lambda: self._write_snapshot(tables, books, started))
         self._writer.start()
 
     def wait_for_snapshot(self) -> None:
@@ -378,13 +384,15 @@ class PricingEngine:
                 raise writer.error
 
     def _write_snapshot(
-        self, doc: dict[str, object], offsets: dict[str, int], now: float, started: float
+        self, tables: dict[str, object], books: BooksCapture, started: float
     ) -> None:
-        write_json_atomic(self.settings.state_path, doc)
-        self.last_snapshot_at = now
+        """Build the document from what the loop captured, write it durably, then commit."""
+        write_json_atomic(self.settings.state_path, {**tables, "engine": books.to_document()})
+        release_freed_memory()  # the document's copies, freed above, back to the OS
+        self.last_snapshot_at = books.written_at
         self.metrics.snapshot_duration.observe(time.perf_counter() - started)
         self.metrics.snapshot_age.set(0.0)
-        self._commit_offsets(offsets)
+        self._commit_offsets(books.offsets)
 
     def _decision_marks(self) -> dict[str, int]:
         """Where decisions published after this snapshot can begin, per partition.

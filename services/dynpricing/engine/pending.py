@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any, TypeVar
 
 
@@ -33,11 +32,6 @@ def _in_order(items: OrderedDict[str, V]) -> tuple[list[str], list[V]]:
     table ever moves an entry (no ``move_to_end``, no ``popitem(last=True)``).
     """
     return list(dict.keys(items)), list(dict.values(items))
-
-
-_CONTEXT = attrgetter("context")
-_ARM = attrgetter("arm")
-_DECIDED_AT = attrgetter("decided_at")
 
 
 class PendingTable:
@@ -82,15 +76,27 @@ class PendingTable:
             expired.append(self._items.popitem(last=False))
         return expired
 
-    def to_document(self) -> dict[str, list[Any]]:
-        """Column lists: compact in JSON even for a million entries."""
-        ids, entries = _in_order(self._items)
+    def capture(self) -> tuple[list[str], list[Pending]]:
+        """Ids and entries, oldest first: the cheap part of a snapshot, taken on the loop."""
+        return _in_order(self._items)
+
+    @staticmethod
+    def columns(ids: list[str], entries: list[Pending]) -> dict[str, list[Any]]:
+        """The document of a :meth:`capture`: column lists, compact even for a million entries.
+
+        Built with comprehensions on purpose: the engine builds it on its
+        snapshot thread, and a comprehension lets the loop's thread take the GIL
+        between items where one C-level ``map`` over a million entries would not.
+        """
         return {
             "decision_id": ids,
-            "context": list(map(_CONTEXT, entries)),
-            "arm": list(map(_ARM, entries)),
-            "decided_at": list(map(_DECIDED_AT, entries)),
+            "context": [entry.context for entry in entries],
+            "arm": [entry.arm for entry in entries],
+            "decided_at": [entry.decided_at for entry in entries],
         }
+
+    def to_document(self) -> dict[str, list[Any]]:
+        return self.columns(*self.capture())
 
     @classmethod
     def from_document(cls, doc: dict[str, list[Any]], capacity: int) -> PendingTable:
@@ -122,8 +128,12 @@ class ResolvedMemory:
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def capture(self) -> tuple[list[str], list[str]]:
+        """Ids and statuses, oldest first."""
+        return _in_order(self._items)
+
     def to_document(self) -> dict[str, list[str]]:
-        ids, statuses = _in_order(self._items)
+        ids, statuses = self.capture()
         return {"decision_id": ids, "status": statuses}
 
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dynpricing.engine.pending import PendingTable, ResolvedMemory
+from dynpricing.engine.pending import Pending, PendingTable, ResolvedMemory
 
 ENGINE_STATE_VERSION = 1
 
@@ -54,6 +54,30 @@ def rng_from_document(doc: dict[str, Any]) -> np.random.Generator:
     return np.random.Generator(bit_generator)
 
 
+@dataclass(frozen=True)
+class BooksCapture:
+    """The bookkeeping at one instant; its document is built later, off the loop."""
+
+    written_at: float
+    offsets: dict[str, int]
+    decision_marks: dict[str, int]
+    rng: dict[str, Any]
+    pending: tuple[list[str], list[Pending]]
+    resolved: tuple[list[str], list[str]]
+
+    def to_document(self) -> dict[str, Any]:
+        resolved_ids, statuses = self.resolved
+        return {
+            "version": ENGINE_STATE_VERSION,
+            "written_at": self.written_at,
+            "offsets": self.offsets,
+            "decision_marks": self.decision_marks,
+            "rng": self.rng,
+            "pending": PendingTable.columns(*self.pending),
+            "resolved": {"decision_id": resolved_ids, "status": statuses},
+        }
+
+
 @dataclass
 class EngineBookkeeping:
     """Everything besides the posterior that must survive a crash."""
@@ -65,15 +89,18 @@ class EngineBookkeeping:
     decision_marks: dict[str, int] = field(default_factory=dict)
 
     def to_document(self, written_at: float) -> dict[str, Any]:
-        return {
-            "version": ENGINE_STATE_VERSION,
-            "written_at": written_at,
-            "offsets": dict(self.offsets),
-            "decision_marks": dict(self.decision_marks),
-            "rng": rng_to_document(self.rng),
-            "pending": self.pending.to_document(),
-            "resolved": self.resolved.to_document(),
-        }
+        return self.capture(written_at).to_document()
+
+    def capture(self, written_at: float) -> BooksCapture:
+        """A copy of everything, cheap enough to take on the loop (no per-entry work)."""
+        return BooksCapture(
+            written_at=written_at,
+            offsets=dict(self.offsets),
+            decision_marks=dict(self.decision_marks),
+            rng=rng_to_document(self.rng),
+            pending=self.pending.capture(),
+            resolved=self.resolved.capture(),
+        )
 
     @classmethod
     def from_document(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dynpricing.core.contexts import DemandThresholds, context_key, demand_level
+from dynpricing.core.contexts import (
+    DEMAND_LEVELS,
+    ContextTable,
+    DemandThresholds,
+    context_key,
+    demand_level,
+)
 from dynpricing.core.errors import PricingError
 
 
@@ -43,3 +49,16 @@ def test_negative_counts_are_refused() -> None:
 
 def test_context_key_joins_location_and_level() -> None:
     assert context_key("Airport", "high") == "Airport|high"
+
+
+def test_adopted_locations_are_fresh_string_objects_equal_to_the_snapshots() -> None:
+    # A snapshot's strings are allocated among numbers freed after loading; the
+    # table keeps copies so that memory can go back to the operating system.
+    parsed = [f"zone-{i}" for i in range(50)] * 3
+    levels = [level for level in DEMAND_LEVELS for _ in range(50)]
+    table = ContextTable()
+    table.extend(parsed, levels)
+    assert table.locations() == parsed
+    assert table.levels() == levels
+    assert not any(kept is given for kept, given in zip(table.locations(), parsed, strict=True))
+    assert table.get("zone-7", "medium") == 57
