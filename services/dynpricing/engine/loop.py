@@ -367,12 +367,12 @@ class PricingEngine:
         with self.lock:
             self.books.decision_marks = self._decision_marks()
             now = self.clock()
-            tables = self.bandit.to_document(arrays=True)  # copies of the arrays
-            books = self.books.capture(written_at=now)
+            # copies of the arrays and lists; the writer takes them out of the holder
+            captured = [(self.bandit.to_document(arrays=True), self.books.capture(now))]
         if wait:
-            self._write_snapshot(tables, books, started)
+            self._write_snapshot(captured, started)
             return
-        self._writer = _Background(lambda: self._write_snapshot(tables, books, started))
+        self._writer = _Background(lambda: self._write_snapshot(captured, started))
         self._writer.start()
 
     def wait_for_snapshot(self) -> None:
@@ -384,15 +384,23 @@ class PricingEngine:
                 raise writer.error
 
     def _write_snapshot(
-        self, tables: dict[str, object], books: BooksCapture, started: float
+        self, captured: list[tuple[dict[str, object], BooksCapture]], started: float
     ) -> None:
-        """Build the document from what the loop captured, write it durably, then commit."""
+        """Build the document from what the loop captured, write it durably, then commit.
+
+        The capture is taken out of ``captured`` so that nothing else holds the
+        copies: they are freed, and their memory returned to the OS, before the
+        commit.
+        """
+        tables, books = captured.pop()
+        written_at, offsets = books.written_at, books.offsets
         write_json_atomic(self.settings.state_path, {**tables, "engine": books.to_document()})
-        release_freed_memory()  # the document's copies, freed above, back to the OS
-        self.last_snapshot_at = books.written_at
+        del tables, books
+        release_freed_memory()
+        self.last_snapshot_at = written_at
         self.metrics.snapshot_duration.observe(time.perf_counter() - started)
         self.metrics.snapshot_age.set(0.0)
-        self._commit_offsets(books.offsets)
+        self._commit_offsets(offsets)
 
     def _decision_marks(self) -> dict[str, int]:
         """Where decisions published after this snapshot can begin, per partition.
