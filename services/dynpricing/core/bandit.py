@@ -32,6 +32,7 @@ from dynpricing.core.policies import (
     check_policy,
     policy_name,
     thompson_arms,
+    thompson_arms_one_context,
 )
 from dynpricing.core.posterior import posterior_mean
 
@@ -271,7 +272,12 @@ class Bandit:
         Exactly the draws :meth:`decide` starts with; the offline experiment
         makes the same calls, which is how a test pins the two together.
         """
-        rows = self._check_rows(contexts)
+        rows = np.asarray(contexts, dtype=np.int64).reshape(-1)
+        row = self._one_context(rows)
+        if row is not None:
+            self._advance_clock(rows[:1], now)
+            return self._arms_one(row, rows.size, rng)
+        rows = self._check_rows(rows)
         unique, inverse = _distinct(rows)
         self._advance_clock(unique, now)
         return self._arms_for(rows, unique, inverse, rng)
@@ -283,7 +289,11 @@ class Bandit:
         on the posterior and the generator state; the propensity estimate then
         uses extra draws.
         """
-        rows = self._check_rows(contexts)
+        rows = np.asarray(contexts, dtype=np.int64).reshape(-1)
+        row = self._one_context(rows)
+        if row is not None:
+            return self._decide_one(row, rows, rng, now)
+        rows = self._check_rows(rows)
         unique, inverse = _distinct(rows)
         self._advance_clock(unique, now)
         arms = self._arms_for(rows, unique, inverse, rng)
@@ -296,6 +306,74 @@ class Bandit:
         if self._draw_dtype is not np.int64 and np.any(totals > self._widen_above):
             self._widen_counts(draws=True)
         return DecisionBatch(arms=arms, propensities=propensities)
+
+    def _one_context(self, rows: IntArray) -> int | None:
+        """The row every event of a non-empty batch shares, if they share one (checked)."""
+        if rows.size == 0:
+            return None
+        row = int(rows[0])
+        if rows.size > 1 and not (rows == row).all():
+            return None
+        used = len(self._contexts)
+        if not 0 <= row < used:
+            raise UnknownContextError(f"context rows must be in [0, {used}), got {row}..{row}")
+        return row
+
+    def _decide_one(
+        self, row: int, rows: IntArray, rng: np.random.Generator, now: float
+    ) -> DecisionBatch:
+        """:meth:`decide` for a batch of one context: the same draws and results, cheaper."""
+        self._advance_clock(rows[:1], now)
+        arms = self._arms_one(row, rows.size, rng)
+        if self._draw_version[row] != self._version[row]:
+            self._refresh_draw_counts(rows[:1], rng)
+        counts = self._draw_counts[row]
+        if rows.size == 1:
+            arm = int(arms[0])
+            counts[arm] += 1
+            total = int(counts.sum())
+            propensities = np.array([int(counts[arm]) / total])
+        else:
+            counts += np.bincount(arms, minlength=counts.size).astype(self._draw_dtype)
+            total = int(counts.sum())
+            propensities = counts[arms] / np.float64(total)
+        if self._draw_dtype is not np.int64 and total > self._widen_above:
+            self._widen_counts(draws=True)
+        return DecisionBatch(arms=arms, propensities=propensities)
+
+    def _arms_one(self, row: int, n: int, rng: np.random.Generator) -> IntArray:
+        """Decisions for ``n`` events of context ``row``; as :meth:`_arms_for`, bit for bit."""
+        cfg = self.config
+        return thompson_arms_one_context(
+            self._alpha[row],
+            self._beta[row],
+            self.prices,
+            n,
+            policy=cfg.policy,
+            objective=cfg.objective,
+            rng=rng,
+            prior=self._prior,
+            fit=self._fit_one(row) if cfg.policy == POLICY_SHAPE_TS else None,
+            features=self._features,
+        )
+
+    def _fit_one(self, row: int) -> FloatArray:
+        """shape-ts's fitted models of one context: :meth:`_fits_for` for a single row."""
+        version = int(self._version[row])
+        cache = self._fit_cache
+        if cache is not None:
+            slot = row % cache.slots
+            if cache.row[slot] == row and cache.version[slot] == version:
+                cached: FloatArray = cache.fits[slot]
+                return cached
+        fit: FloatArray = fit_models(
+            self._alpha[row : row + 1], self._beta[row : row + 1], self.prices, self._prior
+        )[0]
+        if cache is not None:
+            cache.row[slot] = row
+            cache.version[slot] = version
+            cache.fits[slot] = fit
+        return fit
 
     def _refresh_draw_counts(self, unique_rows: IntArray, rng: np.random.Generator) -> None:
         """Re-estimate choice frequencies for contexts whose posterior changed.
@@ -313,8 +391,11 @@ class Bandit:
             return
         budget = max(MIN_PROPENSITY_DRAWS, PROPENSITY_BATCH_BUDGET // stale.size)
         draws = min(self.config.propensity_draws, budget)
-        repeated = np.repeat(stale, draws)
-        arms = self._arms_for(repeated, stale, np.repeat(np.arange(stale.size), draws), rng)
+        if stale.size == 1:
+            arms = self._arms_one(int(stale[0]), draws, rng)
+        else:
+            repeated = np.repeat(stale, draws)
+            arms = self._arms_for(repeated, stale, np.repeat(np.arange(stale.size), draws), rng)
         n_arms = self.prices.size
         slot = np.repeat(np.arange(stale.size), draws) * n_arms + arms
         counts = np.bincount(slot, minlength=stale.size * n_arms).reshape(stale.size, n_arms)

@@ -24,7 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dynpricing.core.posterior import monotone_from_draws, sample_acceptance
+from dynpricing.core.posterior import (
+    monotone_from_draws,
+    monotone_one_context,
+    monotone_row,
+    sample_acceptance,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -297,6 +302,78 @@ def sample_fitted_average(
         b = mode_b + l_ba * normal[:, 0] + l_bb * normal[:, 1]
         chosen[rows] = _sigmoid(a[:, None] - b[:, None] * features[shape])
     return chosen
+
+
+def sample_fitted_one_context(
+    alpha: FloatArray,
+    beta: FloatArray,
+    fit: FloatArray,
+    features: FloatArray,
+    n: int,
+    *,
+    prior: tuple[float, float],
+    rng: np.random.Generator,
+) -> FloatArray:
+    """:func:`sample_fitted_average` for ``n`` rows of one context, bit for bit.
+
+    ``alpha``, ``beta`` are the context's ``(n_arms,)`` posterior and ``fit``
+    its row of :func:`fit_models`. The same random numbers in the same order;
+    what is the same for every row (model weights, modes, Cholesky factors,
+    the Beta model's weights) is read once instead of gathered per row.
+    """
+    shapes = features.shape[0]
+    draws: FloatArray = rng.beta(alpha, beta, size=(n, alpha.size))
+    z = rng.standard_normal((shapes * n, 2))
+    uniforms = rng.random(n)
+    cumulative = fit[len(FIT_FIELDS) * shapes :]
+    pick = (uniforms * cumulative[-1] > cumulative[:, None]).sum(axis=0)
+    chosen: FloatArray = np.empty_like(draws)
+    for model in range(shapes + 1):
+        rows = np.flatnonzero(pick == model)
+        if rows.size == 0:
+            continue
+        if model == 0:
+            chosen[rows] = monotone_one_context(draws[rows], alpha, beta, prior)
+            continue
+        shape = model - 1
+        mode_a, mode_b, l_aa, l_ba, l_bb = fit[shape : len(FIT_FIELDS) * shapes : shapes]
+        normal = z[shape * n + rows]
+        a = mode_a + l_aa * normal[:, 0]
+        b = mode_b + l_ba * normal[:, 0] + l_bb * normal[:, 1]
+        chosen[rows] = _sigmoid(a[:, None] - b[:, None] * features[shape])
+    return chosen
+
+
+def sample_fitted_row(
+    draws: list[float],
+    alpha: list[float],
+    beta: list[float],
+    fit: list[float],
+    features: FloatArray,
+    *,
+    prior: tuple[float, float],
+    rng: np.random.Generator,
+) -> list[float]:
+    """:func:`sample_fitted_one_context` for one row, Beta ``draws`` already made.
+
+    Plain floats wherever the arithmetic is exactly rounded either way; the
+    logistic curve's ``exp`` stays numpy's, so the curve is the same to the bit.
+    """
+    shapes = features.shape[0]
+    z = rng.standard_normal((shapes, 2)).tolist()
+    uniform = rng.random()
+    cumulative = fit[len(FIT_FIELDS) * shapes :]
+    threshold = uniform * cumulative[-1]
+    model = sum(threshold > c for c in cumulative)
+    if model == 0:
+        return monotone_row(draws, alpha, beta, prior)
+    shape = model - 1
+    mode_a, mode_b, l_aa, l_ba, l_bb = fit[shape : len(FIT_FIELDS) * shapes : shapes]
+    z_a, z_b = z[shape]
+    a = mode_a + l_aa * z_a
+    b = mode_b + l_ba * z_a + l_bb * z_b
+    curve: list[float] = _sigmoid(a - b * features[shape]).tolist()
+    return curve
 
 
 def sample_model_average(

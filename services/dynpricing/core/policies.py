@@ -18,10 +18,17 @@ import numpy.typing as npt
 from dynpricing.core.demand_models import (
     FittedModels,
     sample_fitted_average,
+    sample_fitted_one_context,
+    sample_fitted_row,
     sample_model_average,
 )
 from dynpricing.core.errors import PricingError
-from dynpricing.core.posterior import sample_acceptance, sample_monotone_acceptance
+from dynpricing.core.posterior import (
+    monotone_one_context,
+    monotone_row,
+    sample_acceptance,
+    sample_monotone_acceptance,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -38,6 +45,7 @@ OBJECTIVE_ACCEPTANCE = "acceptance"
 OBJECTIVES: tuple[str, ...] = (OBJECTIVE_REVENUE, OBJECTIVE_ACCEPTANCE)
 
 TIE_RELATIVE_TOLERANCE = 1e-12  # pooled draws may differ in the last bits only
+SCALAR_ROW_MAX_ARMS = 16  # up to this many arms one decision is cheaper in plain floats
 
 
 def check_policy(policy: str, objective: str) -> None:
@@ -126,3 +134,96 @@ def thompson_arms(
     """Thompson decisions for rows of posterior parameters ``(n, n_arms)``."""
     draws = draw_acceptance(alpha, beta, policy, rng, prices=prices, prior=prior, fits=fits)
     return choose_arms(draws, prices, objective, rng)
+
+
+def thompson_arms_one_context(
+    alpha: FloatArray,
+    beta: FloatArray,
+    prices: FloatArray,
+    n: int,
+    *,
+    policy: str,
+    objective: str,
+    rng: np.random.Generator,
+    prior: tuple[float, float] = DEFAULT_PRIOR,
+    fit: FloatArray | None = None,
+    features: FloatArray | None = None,
+) -> IntArray:
+    """:func:`thompson_arms` for ``n`` rows that all share one context's posterior.
+
+    ``alpha`` and ``beta`` are that context's ``(n_arms,)`` row; shape-ts also
+    needs its :func:`~dynpricing.core.demand_models.fit_models` row ``fit`` and
+    the ``features`` it was fitted on. Same random numbers, same order, same
+    arms bit for bit as ``thompson_arms`` on the rows repeated ``n`` times; only
+    cheaper, since nothing per context is gathered or computed per row, and a
+    single decision over a few arms runs in plain floats.
+    """
+    shape_ts = policy == POLICY_SHAPE_TS
+    if shape_ts and (fit is None or features is None):
+        raise PricingError("shape-ts needs the context's fit and features")
+    if n == 1 and alpha.size <= SCALAR_ROW_MAX_ARMS:
+        arm = _one_decision(
+            alpha,
+            beta,
+            prices,
+            policy=policy,
+            objective=objective,
+            rng=rng,
+            prior=prior,
+            fit=fit,
+            features=features,
+        )
+        return np.array([arm], dtype=np.int64)
+    if shape_ts:
+        assert fit is not None
+        assert features is not None
+        draws = sample_fitted_one_context(alpha, beta, fit, features, n, prior=prior, rng=rng)
+    else:
+        draws = rng.beta(alpha, beta, size=(n, alpha.size))
+        if policy == POLICY_MONOTONE_TS:
+            draws = monotone_one_context(draws, alpha, beta, prior)
+    return choose_arms(draws, prices, objective, rng)
+
+
+def _one_decision(
+    alpha: FloatArray,
+    beta: FloatArray,
+    prices: FloatArray,
+    *,
+    policy: str,
+    objective: str,
+    rng: np.random.Generator,
+    prior: tuple[float, float],
+    fit: FloatArray | None,
+    features: FloatArray | None,
+) -> int:
+    """One decision of :func:`thompson_arms_one_context`, in plain floats.
+
+    Beta draws one scalar call per arm give the numbers an array call gives
+    (one generator, C order), without its per-call argument checks.
+    """
+    alphas, betas = alpha.tolist(), beta.tolist()
+    draws = [rng.beta(a, b) for a, b in zip(alphas, betas, strict=True)]
+    if policy == POLICY_SHAPE_TS:
+        assert fit is not None
+        assert features is not None
+        draws = sample_fitted_row(
+            draws, alphas, betas, fit.tolist(), features, prior=prior, rng=rng
+        )
+    elif policy == POLICY_MONOTONE_TS:
+        draws = monotone_row(draws, alphas, betas, prior)
+    if objective == OBJECTIVE_REVENUE:
+        draws = [p * d for p, d in zip(prices.tolist(), draws, strict=True)]
+    return _argmax_random_ties_row(draws, rng)
+
+
+def _argmax_random_ties_row(scores: list[float], rng: np.random.Generator) -> int:
+    """:func:`argmax_random_ties` of one row, same generator use and same arm."""
+    best = max(scores)
+    cut = best - TIE_RELATIVE_TOLERANCE * abs(best)
+    tied = [score >= cut for score in scores]
+    if sum(tied) <= 1:
+        return scores.index(best)
+    noise = rng.random(len(scores)).tolist()
+    keyed = [u if tie else -1.0 for u, tie in zip(noise, tied, strict=True)]
+    return keyed.index(max(keyed))

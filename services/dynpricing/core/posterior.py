@@ -8,6 +8,7 @@ in ascending price order.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -114,11 +115,91 @@ def monotone_from_draws(
     keeps; each row's result depends on that row alone.
     """
     fitted = monotone_decreasing_fit(draws, alpha + beta)
-    n_arms = alpha.shape[-1]
-    evidence = (alpha + beta).sum(axis=-1) - n_arms * (prior[0] + prior[1])
-    scarce = evidence < SCARCE_EVIDENCE_PER_ARM * n_arms
+    scarce = scarce_evidence(alpha, beta, prior)
     if np.any(scarce):
         fitted[scarce] = -np.sort(-draws[scarce], axis=-1)
+    return fitted
+
+
+def scarce_evidence(
+    alpha: FloatArray, beta: FloatArray, prior: tuple[float, float]
+) -> npt.NDArray[np.bool_]:
+    """Rows with too little evidence to project: :func:`monotone_from_draws` sorts those."""
+    n_arms = alpha.shape[-1]
+    evidence = (alpha + beta).sum(axis=-1) - n_arms * (prior[0] + prior[1])
+    scarce: npt.NDArray[np.bool_] = evidence < SCARCE_EVIDENCE_PER_ARM * n_arms
+    return scarce
+
+
+def monotone_one_context(
+    draws: FloatArray, alpha: FloatArray, beta: FloatArray, prior: tuple[float, float]
+) -> FloatArray:
+    """:func:`monotone_from_draws` for rows ``(m, n_arms)`` of one context ``(n_arms,)``.
+
+    Bit for bit the same: the weights and the scarcity test are the context's,
+    so they are computed once rather than per row, and scarce rows skip the
+    projection their sorted draws replace anyway.
+    """
+    if scarce_evidence(alpha, beta, prior):
+        sorted_draws: FloatArray = -np.sort(-draws, axis=-1)
+        return sorted_draws
+    weights = alpha + beta
+    n_arms = weights.size
+    cum_w = np.zeros(n_arms + 1)
+    np.cumsum(weights, out=cum_w[1:])
+    cum_wv = np.zeros((draws.shape[0], n_arms + 1))
+    np.cumsum(weights * draws, axis=-1, out=cum_wv[:, 1:])
+    # the min-max form of monotone_decreasing_fit with the row-independent half precomputed
+    upper = _upper_triangle(n_arms)
+    denominator = np.where(upper, cum_w[None, 1:] - cum_w[:-1, None], 1.0)
+    numerator = cum_wv[:, None, 1:] - cum_wv[:, :-1, None]
+    means = np.where(upper, numerator / denominator, -np.inf)
+    best = np.maximum.accumulate(means[..., ::-1], axis=-1)[..., ::-1]
+    fitted: FloatArray = np.where(upper, best, np.inf).min(axis=-2)
+    return fitted
+
+
+def monotone_row(
+    draws: list[float], alpha: list[float], beta: list[float], prior: tuple[float, float]
+) -> list[float]:
+    """:func:`monotone_from_draws` of one row, in plain floats (cheaper for a few arms).
+
+    The same additions, products, divisions, minima and maxima as the numpy
+    form, in the same order, so the same numbers to the last bit. Only the
+    scarcity test sums in another order; where that could matter (evidence
+    within rounding of the threshold) it asks :func:`scarce_evidence`.
+    """
+    n_arms = len(draws)
+    weights = [a + b for a, b in zip(alpha, beta, strict=True)]
+    total = sum(weights)
+    evidence = total - n_arms * (prior[0] + prior[1])
+    threshold = SCARCE_EVIDENCE_PER_ARM * n_arms
+    if abs(evidence - threshold) <= 1e-9 * (total + threshold):
+        scarce = bool(scarce_evidence(np.array([alpha]), np.array([beta]), prior)[0])
+    else:
+        scarce = evidence < threshold
+    if scarce:
+        return sorted(draws, reverse=True)
+    cum_w = [0.0] * (n_arms + 1)
+    cum_wv = [0.0] * (n_arms + 1)
+    acc_w = acc_wv = 0.0
+    for arm in range(n_arms):
+        w = weights[arm]
+        acc_w = w if arm == 0 else acc_w + w
+        acc_wv = w * draws[arm] if arm == 0 else acc_wv + w * draws[arm]
+        cum_w[arm + 1] = acc_w
+        cum_wv[arm + 1] = acc_wv
+    # best[j][i] = max over k >= i of mean(j..k); fitted[i] = min over j <= i of best[j][i]
+    fitted = [math.inf] * n_arms
+    for j in range(n_arms):
+        running = -math.inf
+        suffix = [0.0] * n_arms
+        for k in range(n_arms - 1, j - 1, -1):
+            mean = (cum_wv[k + 1] - cum_wv[j]) / (cum_w[k + 1] - cum_w[j])
+            running = max(running, mean)
+            suffix[k] = running
+        for i in range(j, n_arms):
+            fitted[i] = min(fitted[i], suffix[i])
     return fitted
 
 
