@@ -18,6 +18,7 @@ functions take rows ``(n, n_arms)`` of effective successes and failures.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ SHAPE_LOG_PRIOR_ODDS = -1.5  # log prior odds of each shape against the Beta mod
 STIRLING_SHIFT = 8  # log Gamma's Stirling series is accurate to ~1e-13 from here on
 HALF_LOG_2PI = 0.5 * LOG_2PI
 _SHIFTS = np.arange(STIRLING_SHIFT, dtype=np.float64)
+EVERY_SHAPE_MAX_ROWS = 512  # one-context batches up to this size compute every shape's curve
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,18 @@ def log_beta_function(a: FloatArray, b: FloatArray) -> FloatArray:
     return log_gamma(a) + log_gamma(b) - log_gamma(a + b)
 
 
+@functools.lru_cache(maxsize=64)
+def _prior_log_beta(prior_alpha: float, prior_beta: float) -> np.float64:
+    """``log B(prior)``, the same number every fit of a bandit subtracts, computed once."""
+    value: np.float64 = log_beta_function(np.full(1, prior_alpha), np.full(1, prior_beta))[0]
+    return value
+
+
 def beta_log_evidence(
     alpha: FloatArray, beta: FloatArray, prior_alpha: float, prior_beta: float
 ) -> FloatArray:
     """Log marginal likelihood of the independent-Beta model, per row."""
-    prior = log_beta_function(np.full(1, prior_alpha), np.full(1, prior_beta))[0]
+    prior = _prior_log_beta(prior_alpha, prior_beta)
     lg_alpha, lg_beta, lg_total = log_gamma(np.stack([alpha, beta, alpha + beta]))
     evidence: FloatArray = (lg_alpha + lg_beta - lg_total - prior).sum(axis=-1)
     return evidence
@@ -193,9 +202,12 @@ def _fit_shapes(
     """
     shapes, n = features.shape[0], alpha.shape[0]
     params = np.ascontiguousarray(np.hstack([alpha, beta]))
-    # rows as opaque bytes: np.unique(axis=0) is several times slower on small tables
-    keys = params.view(np.dtype((np.void, params.itemsize * params.shape[1]))).reshape(-1)
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if n == 1:  # nothing to deduplicate
+        first, inverse = np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp)
+    else:
+        # rows as opaque bytes: np.unique(axis=0) is several times slower on small tables
+        keys = params.view(np.dtype((np.void, params.itemsize * params.shape[1]))).reshape(-1)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     distinct = params[first]
     u = distinct.shape[0]
     half = alpha.shape[1]
@@ -327,6 +339,18 @@ def sample_fitted_one_context(
     uniforms = rng.random(n)
     cumulative = fit[len(FIT_FIELDS) * shapes :]
     pick = (uniforms * cumulative[-1] > cumulative[:, None]).sum(axis=0)
+    if n <= EVERY_SHAPE_MAX_ROWS:
+        # every shape's curve for every row, then each row's pick: fewer, larger numpy calls
+        normal = z.reshape(shapes, n, 2)
+        mode_a, mode_b, l_aa, l_ba, l_bb = fit[: len(FIT_FIELDS) * shapes].reshape(-1, shapes, 1)
+        a = mode_a + l_aa * normal[..., 0]
+        b = mode_b + l_ba * normal[..., 0] + l_bb * normal[..., 1]
+        curves = _sigmoid(a[..., None] - b[..., None] * features[:, None, :])
+        picked: FloatArray = curves[np.maximum(pick - 1, 0), np.arange(n)]
+        beta_rows = np.flatnonzero(pick == 0)
+        if beta_rows.size:
+            picked[beta_rows] = monotone_one_context(draws[beta_rows], alpha, beta, prior)
+        return picked
     chosen: FloatArray = np.empty_like(draws)
     for model in range(shapes + 1):
         rows = np.flatnonzero(pick == model)

@@ -63,7 +63,7 @@ def _posterior(seed: int, n_arms: int, evidence: float) -> tuple[np.ndarray, np.
 @given(
     st.tuples(st.sampled_from(POLICIES), st.sampled_from(OBJECTIVES)),
     st.sampled_from(GRIDS),
-    st.sampled_from([1, 1, 2, 17, 300]),
+    st.sampled_from([1, 1, 2, 17, 300, 700]),  # 700: past EVERY_SHAPE_MAX_ROWS
     st.sampled_from([0.0, 5.0, 40.0, 3000.0]),
     st.integers(0, 2**32 - 1),
 )
