@@ -87,9 +87,21 @@ def _handler(
             elif path == "/readyz":
                 self._status(health.ready, "ready", "not ready")
             elif path in views:
-                self._send(200, orjson.dumps(views[path]()), "application/json")
+                self._view(path, views[path])
             else:
                 self._send(404, b"not found\n", "text/plain")
+
+        def _view(self, path: str, view: JsonView) -> None:
+            """A view that raises answers 500 with the error, logged, instead of a dropped
+            connection (the server thread would otherwise only print a traceback)."""
+            try:
+                body = orjson.dumps(view())
+            except Exception as exc:  # any failure of a view is reported the same way
+                error = f"{type(exc).__name__}: {exc}"
+                structlog.get_logger("http").error("view_failed", path=path, error=error)
+                self._send(500, orjson.dumps({"error": error}), "application/json")
+                return
+            self._send(200, body, "application/json")
 
         def _status(self, ok: bool, yes: str, no: str) -> None:
             self._send(200 if ok else 503, f"{yes if ok else no}\n".encode(), "text/plain")

@@ -63,6 +63,9 @@ class Views:
         self.release.wait(TIMEOUT_S)
         return {}
 
+    def broken(self) -> dict[str, Any]:
+        raise RuntimeError("table went away")
+
 
 @pytest.fixture(scope="module")
 def views() -> Views:
@@ -72,7 +75,12 @@ def views() -> Views:
 @pytest.fixture(scope="module")
 def server(views: Views) -> Iterator[Served]:
     """One server for the module: stopping one takes up to half a second."""
-    routes = {"/state": views.state, "/counting": views.counting, "/slow": views.slow}
+    routes = {
+        "/state": views.state,
+        "/counting": views.counting,
+        "/slow": views.slow,
+        "/broken": views.broken,
+    }
     running = Served(routes, Health(stale_after_s=STALE_AFTER_S))
     yield running
     running.server.stop()
@@ -139,6 +147,15 @@ def test_a_json_view_is_served_as_json(served: Served) -> None:
 def test_a_json_view_is_computed_afresh_for_every_request(served: Served) -> None:
     first = json.loads(served.get("/counting")[2])["calls"]
     assert json.loads(served.get("/counting")[2]) == {"calls": first + 1}
+
+
+def test_a_failing_view_answers_500_with_the_error_and_the_server_keeps_serving(
+    served: Served,
+) -> None:
+    status, content_type, body = served.get("/broken")
+    assert (status, content_type) == (500, "application/json")
+    assert json.loads(body) == {"error": "RuntimeError: table went away"}
+    assert served.get("/state")[0] == 200
 
 
 def test_an_unknown_path_is_not_found(served: Served) -> None:
