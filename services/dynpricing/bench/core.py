@@ -4,6 +4,9 @@ Both learn the same outcomes for the default price grid in one context, then
 decide repeatedly for a fixed time. Ours runs the policy the engine runs by
 default (``Bandit.decide``, propensities included); MABWiser predicts one arm per
 row of a context-free batch (``predict(contexts=...)``), or one arm for size 1.
+``ts_revenue_per_s`` is ours again with plain Beta-Bernoulli Thompson sampling
+on revenue (``ts-revenue``), the same algorithm as MABWiser's, so the two can be
+compared like for like (shape-ts also fits and samples its demand curves).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynpricing.core.bandit import Bandit, BanditConfig
+from dynpricing.core.policies import DEFAULT_POLICY, POLICY_TS
 
 BATCH_SIZES = (1, 100, 10_000)
 FIT_OUTCOMES = 10_000
@@ -27,10 +31,15 @@ class CoreResult:
     batch: int
     ours_per_s: float
     mabwiser_per_s: float
+    ts_revenue_per_s: float = 0.0  # ours with plain Beta-Bernoulli TS, like MABWiser's
 
     @property
     def ratio(self) -> float:
         return self.ours_per_s / self.mabwiser_per_s if self.mabwiser_per_s else 0.0
+
+    @property
+    def ts_revenue_ratio(self) -> float:
+        return self.ts_revenue_per_s / self.mabwiser_per_s if self.mabwiser_per_s else 0.0
 
 
 def training_data(prices: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +61,8 @@ def rate(decide: Callable[[], object], batch: int, seconds: float) -> float:
     return calls * batch / elapsed
 
 
-def ours(batch: int, seconds: float) -> float:
-    config = BanditConfig()
+def ours(batch: int, seconds: float, policy: str = DEFAULT_POLICY) -> float:
+    config = BanditConfig(policy=policy)
     bandit = Bandit(config)
     context = bandit.context_index("bench", "medium")
     arms, accepted = training_data(config.prices)
@@ -77,4 +86,7 @@ def mabwiser(batch: int, seconds: float) -> float:
 
 
 def run(seconds: float) -> list[CoreResult]:
-    return [CoreResult(b, ours(b, seconds), mabwiser(b, seconds)) for b in BATCH_SIZES]
+    return [
+        CoreResult(b, ours(b, seconds), mabwiser(b, seconds), ours(b, seconds, POLICY_TS))
+        for b in BATCH_SIZES
+    ]
