@@ -24,7 +24,12 @@ from dynpricing.core.bandit import Bandit
 from dynpricing.core.contexts import DemandThresholds, context_key, demand_level
 from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
 from dynpricing.engine.memory import release_freed_memory
-from dynpricing.engine.metrics import EngineMetrics, observe_many
+from dynpricing.engine.metrics import (
+    METRIC_CONTEXT_LIMIT,
+    EngineMetrics,
+    location_label,
+    observe_many,
+)
 from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import (
     BooksCapture,
@@ -45,7 +50,6 @@ from dynpricing.statefile import write_json_atomic
 
 WATERMARK_TIMEOUT_S = 5.0
 METADATA_DEADLINE_S = 60.0
-METRIC_CONTEXT_LIMIT = 1000
 SUMMARY_CONTEXT_LIMIT = 12
 ACCEPTED = "accepted"
 APPLIED = "applied"
@@ -239,6 +243,7 @@ class PricingEngine:
             location, level = self.bandit.context_name(context)
             price = self._price_label(arm_index)
             label = "true" if is_accepted else "false"
+            location = location_label(context, location)
             self.metrics.outcomes.labels(location, level, price, label).inc(count)
 
     # ---- demand ----------------------------------------------------------------------
@@ -330,6 +335,7 @@ class PricingEngine:
             if child is None:
                 context, arm = divmod(cell, n_arms)
                 location, level = self.bandit.context_name(context)
+                location = location_label(context, location)
                 child = self.metrics.decisions.labels(location, level, self._price_label(arm))
                 self._decision_children[(context, arm)] = child
             child.inc(count)

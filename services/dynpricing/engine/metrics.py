@@ -11,6 +11,19 @@ ARM_LABELS = ("location", "demand_level", "price")
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 SNAPSHOT_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+METRIC_CONTEXT_LIMIT = 1000  # contexts with series of their own, in order of first appearance
+OTHER_LOCATION = "_other"
+
+
+def location_label(row: int, location: str) -> str:
+    """The ``location`` label of a context row: bounded however many locations appear.
+
+    With no fixed ``LOCATIONS`` any string in a demand event makes a context; the
+    first ``METRIC_CONTEXT_LIMIT`` contexts keep their own series and every later
+    one is counted under ``OTHER_LOCATION``, so Prometheus never sees an
+    unbounded number of label values.
+    """
+    return location if row < METRIC_CONTEXT_LIMIT else OTHER_LOCATION
 
 
 class EngineMetrics:

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
-from dynpricing.engine.metrics import LATENCY_BUCKETS_S, EngineMetrics, observe_many
+from dynpricing.engine.metrics import (
+    LATENCY_BUCKETS_S,
+    METRIC_CONTEXT_LIMIT,
+    OTHER_LOCATION,
+    EngineMetrics,
+    location_label,
+    observe_many,
+)
 
 NAME = "dynpricing_decision_latency_seconds"
 
@@ -71,3 +78,10 @@ def test_an_empty_batch_changes_nothing() -> None:
     registry = CollectorRegistry()
     observe_many(EngineMetrics(registry).latency, [])
     assert registry.get_sample_value(f"{NAME}_count") == 0.0
+
+
+def test_contexts_beyond_the_limit_share_one_location_label() -> None:
+    labels = {location_label(row, f"street-{row}") for row in range(3 * METRIC_CONTEXT_LIMIT)}
+    assert len(labels) == METRIC_CONTEXT_LIMIT + 1
+    assert location_label(METRIC_CONTEXT_LIMIT - 1, "Airport") == "Airport"
+    assert location_label(METRIC_CONTEXT_LIMIT, "Airport") == OTHER_LOCATION
