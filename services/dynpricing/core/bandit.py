@@ -331,11 +331,11 @@ class Bandit:
         if rows.size == 1:
             arm = int(arms[0])
             counts[arm] += 1
-            total = int(counts.sum())
+            total = sum(counts.tolist())
             propensities = np.array([int(counts[arm]) / total])
         else:
             counts += np.bincount(arms, minlength=counts.size).astype(self._draw_dtype)
-            total = int(counts.sum())
+            total = sum(counts.tolist())
             propensities = counts[arms] / np.float64(total)
         if self._draw_dtype is not np.int64 and total > self._widen_above:
             self._widen_counts(draws=True)
