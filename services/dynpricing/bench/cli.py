@@ -87,6 +87,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> Results:
         if "throughput" in args.only:
             results.throughput = throughput.run(kafka, args.events, workdir, args.rounds)
         if "latency" in args.only:
+            results.latency_relay = latency.run_relay(kafka, args.latency_seconds, workdir)
             results.latency = latency.run(kafka, args.latency_seconds, workdir)
         if "state" in args.only:
             results.state = state.run(kafka, args.state_contexts, workdir)

@@ -5,6 +5,11 @@ at the rate, each event stamped with the wall clock when it is created; the
 bench consumes the decisions topic and takes, per decision, its arrival time
 at this consumer minus the event's timestamp (carried in the decision as
 ``event_timestamp``). The first ``WARMUP_FRACTION`` of each rate is left out.
+
+The pass-through relay is measured the same way, from the same load generator
+to the same consumer (its output is the demand event itself, so the time is
+the event's own ``timestamp``): the part of the latency that is Kafka, the
+clients and the machine, not pricing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from dynpricing.bench.kafka_env import BenchError, BenchKafka, unique, watermarks
 from dynpricing.bench.processes import Child, EngineProcess, EngineSetup, python_module
+from dynpricing.bench.relay import ASSIGNED
 from dynpricing.settings import librdkafka_config
 
 RATES = (1000, 10_000)
@@ -27,6 +33,9 @@ WARMUP_FRACTION = 0.1
 DRAIN_S = 15.0
 POLL_S = 0.1
 DRAIN_BATCH = 10_000
+READY_S = 30.0
+ENGINE_TIME = "event_timestamp"  # a decision carries its demand event's time here
+RELAY_TIME = "timestamp"  # the relay republishes the demand event itself
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,10 @@ def _consumer(kafka: BenchKafka, topic: str) -> Consumer:
     return consumer
 
 
-def _collect(consumer: Consumer, loadgen: Child, expected: int, prefix: str) -> list[float]:
-    """Latency in seconds of every decision for this rate's events, as they arrive."""
+def _collect(
+    consumer: Consumer, loadgen: Child, expected: int, prefix: str, time_field: str
+) -> list[float]:
+    """Latency in seconds of every output message for this rate's events, as they arrive."""
     latencies: list[float] = []
     drain_until: float | None = None
     tag = f'"event_id":"{prefix}-'.encode()
@@ -74,7 +85,7 @@ def _collect(consumer: Consumer, loadgen: Child, expected: int, prefix: str) -> 
         for msg in batch:
             value = msg.value()
             if msg.error() is None and value is not None and tag in value:
-                latencies.append(arrived - orjson.loads(value)["event_timestamp"])
+                latencies.append(arrived - orjson.loads(value)[time_field])
     return latencies
 
 
@@ -86,15 +97,22 @@ def _percentiles(rate: int, latencies: list[float]) -> LatencyResult:
     return LatencyResult(rate, int(kept.size), p50, p99, p999)
 
 
-def measure(kafka: BenchKafka, setup: EngineSetup, rate: int, seconds: float) -> LatencyResult:
+def measure(
+    kafka: BenchKafka, setup: EngineSetup, rate: int, seconds: float, output: tuple[str, str]
+) -> LatencyResult:
+    """Offer ``rate`` events/s to the demand topic and time them on ``output``.
+
+    ``output`` is (topic, the field holding the demand event's time).
+    """
+    topic, time_field = output
     prefix = unique(f"r{rate}")
-    consumer = _consumer(kafka, setup.decisions)
+    consumer = _consumer(kafka, topic)
     argv = python_module(
         "dynpricing.bench.loadgen", kafka.bootstrap, setup.demand, str(rate), str(seconds), prefix
     )
     loadgen = Child(argv, dict(os.environ), setup.workdir / f"loadgen-{rate}.log")
     try:
-        latencies = _collect(consumer, loadgen, int(rate * seconds), prefix)
+        latencies = _collect(consumer, loadgen, int(rate * seconds), prefix, time_field)
     finally:
         loadgen.stop()
         consumer.close()
@@ -102,6 +120,7 @@ def measure(kafka: BenchKafka, setup: EngineSetup, rate: int, seconds: float) ->
 
 
 def run(kafka: BenchKafka, seconds: float, workdir: Path) -> list[LatencyResult]:
+    """The engine's latency at each rate (one engine serves them all)."""
     setup = EngineSetup(kafka.bootstrap, workdir)
     kafka.create_topics(setup.topics)
     engine = EngineProcess(setup, "engine-latency")
@@ -109,9 +128,38 @@ def run(kafka: BenchKafka, seconds: float, workdir: Path) -> list[LatencyResult]
         engine.wait_ready()
         results = []
         for rate in RATES:
-            results.append(measure(kafka, setup, rate, seconds))
+            results.append(measure(kafka, setup, rate, seconds, (setup.decisions, ENGINE_TIME)))
             if not engine.alive():
                 raise BenchError(f"engine exited during the latency run:\n{engine.tail()}")
         return results
     finally:
         engine.stop()
+
+
+def run_relay(kafka: BenchKafka, seconds: float, workdir: Path) -> list[LatencyResult]:
+    """The pass-through relay's latency at each rate, on fresh topics per rate."""
+    results = []
+    for rate in RATES:
+        setup = EngineSetup(kafka.bootstrap, workdir)
+        kafka.create_topics(setup.topics)
+        count = str(int(rate * seconds))
+        argv = python_module(
+            "dynpricing.bench.relay", kafka.bootstrap, setup.demand, setup.decisions, count
+        )
+        relay = Child(argv, dict(os.environ), workdir / f"relay-latency-{rate}.log")
+        try:
+            _wait_assigned(relay)
+            results.append(measure(kafka, setup, rate, seconds, (setup.decisions, RELAY_TIME)))
+        finally:
+            relay.stop()
+    return results
+
+
+def _wait_assigned(relay: Child) -> None:
+    end = time.monotonic() + READY_S
+    while ASSIGNED not in relay.tail():
+        if not relay.alive():
+            raise BenchError(f"relay exited before it was assigned:\n{relay.tail()}")
+        if time.monotonic() > end:
+            raise BenchError(f"relay not assigned after {READY_S:.0f}s:\n{relay.tail()}")
+        time.sleep(POLL_S)

@@ -2,7 +2,9 @@
 
 It consumes the demand topic with ``make_consumer`` and republishes every value
 unchanged with ``make_producer`` and ``produce``, in batches of the engine's
-size, so engine / relay isolates what pricing costs on top of Kafka I/O.
+size, so engine / relay isolates what pricing costs on top of Kafka I/O. Like
+the engine it assigns itself every partition (from the beginning) instead of
+joining a group, and prints ``ASSIGNED`` once it has.
 Run as ``python -m dynpricing.bench.relay BOOTSTRAP SOURCE TARGET COUNT``.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from dynpricing.bench.kafka_env import unique
 from dynpricing.kafka_io import (
@@ -23,6 +27,15 @@ from dynpricing.kafka_io import (
 )
 from dynpricing.settings import EngineSettings, KafkaSettings
 
+ASSIGNED = "ASSIGNED"
+METADATA_TIMEOUT_S = 10.0
+
+
+def assign_from_start(consumer: Consumer, topic: str) -> None:
+    metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S)
+    partitions = sorted(metadata.topics[topic].partitions)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+
 
 def relay(bootstrap: str, source: str, target: str, count: int) -> int:
     """Republish ``count`` messages of ``source`` to ``target``; returns how many it did."""
@@ -31,7 +44,8 @@ def relay(bootstrap: str, source: str, target: str, count: int) -> int:
     consumer = make_consumer(kafka, unique("bench-relay"), "bench-relay")
     producer = make_producer(kafka, "bench-relay")
     tracker = DeliveryTracker()
-    consumer.subscribe([source])
+    assign_from_start(consumer, source)
+    print(ASSIGNED, flush=True)  # noqa: T201 - the bench reads it from the log
     done = 0
     try:
         while done < count:

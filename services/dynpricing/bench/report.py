@@ -19,6 +19,7 @@ class Results:
 
     throughput: Throughput | None = None
     latency: list[LatencyResult] = field(default_factory=list)
+    latency_relay: list[LatencyResult] = field(default_factory=list)
     core: list[CoreResult] = field(default_factory=list)
     state: StateResult | None = None
     load_before: tuple[float, ...] = field(default_factory=os.getloadavg)
@@ -34,10 +35,8 @@ class Results:
                 "ratio": t.ratio,
                 "outcomes_per_s": t.outcomes_per_s,
             },
-            "latency": {
-                str(r.rate): {"p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms}
-                for r in self.latency
-            },
+            "latency": _latency_document(self.latency),
+            "latency_relay": _latency_document(self.latency_relay),
             "core": {
                 str(c.batch): {
                     "ours_per_s": c.ours_per_s,
@@ -61,7 +60,7 @@ class Results:
         load = ", ".join(f"{x:.1f}" for x in self.load_before)
         lines = [f"machine: {machine}; load average before the run: {load}"]
         lines += _throughput_lines(self.throughput)
-        lines += _latency_lines(self.latency)
+        lines += _latency_lines(self.latency, self.latency_relay)
         lines += _core_lines(self.core)
         lines += _state_lines(self.state)
         return "\n".join(lines)
@@ -85,15 +84,23 @@ def _throughput_lines(t: Throughput | None) -> list[str]:
     ]
 
 
-def _latency_lines(results: list[LatencyResult]) -> list[str]:
-    if not results:
+def _latency_document(results: list[LatencyResult]) -> dict[str, dict[str, float]]:
+    return {
+        str(r.rate): {"p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "p999_ms": r.p999_ms} for r in results
+    }
+
+
+def _latency_lines(engine: list[LatencyResult], relay: list[LatencyResult]) -> list[str]:
+    rows = [(r, "engine") for r in engine] + [(r, "pass-through relay") for r in relay]
+    if not rows:
         return []
-    rows = [
-        f"| {r.rate:,}/s | {r.decisions:,} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} |"
-        for r in results
+    lines = [
+        f"| {r.rate:,}/s | {what} | {r.decisions:,} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+        f"| {r.p999_ms:.2f} |"
+        for r, what in sorted(rows, key=lambda row: row[0].rate)
     ]
-    header = "| offered load | decisions | p50 ms | p99 ms | p99.9 ms |"
-    return ["", header, "|---|---:|---:|---:|---:|", *rows]
+    header = "| offered load | through | messages | p50 ms | p99 ms | p99.9 ms |"
+    return ["", header, "|---|---|---:|---:|---:|---:|", *lines]
 
 
 def _core_lines(results: list[CoreResult]) -> list[str]:
