@@ -338,7 +338,7 @@ def sample_fitted_one_context(
     z = rng.standard_normal((shapes * n, 2))
     uniforms = rng.random(n)
     cumulative = fit[len(FIT_FIELDS) * shapes :]
-    pick = (uniforms * cumulative[-1] > cumulative[:, None]).sum(axis=0)
+    pick = np.add.reduce(uniforms * cumulative[-1] > cumulative[:, None], axis=0, dtype=np.intp)
     if n <= EVERY_SHAPE_MAX_ROWS:
         # every shape's curve for every row, then each row's pick: fewer, larger numpy calls
         normal = z.reshape(shapes, n, 2)
@@ -347,7 +347,7 @@ def sample_fitted_one_context(
         b = mode_b + l_ba * normal[..., 0] + l_bb * normal[..., 1]
         curves = _sigmoid(a[..., None] - b[..., None] * features[:, None, :])
         picked: FloatArray = curves[np.maximum(pick - 1, 0), np.arange(n)]
-        beta_rows = np.flatnonzero(pick == 0)
+        beta_rows = (pick == 0).nonzero()[0]
         if beta_rows.size:
             picked[beta_rows] = monotone_one_context(draws[beta_rows], alpha, beta, prior)
         return picked

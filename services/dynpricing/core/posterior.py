@@ -138,25 +138,41 @@ def monotone_one_context(
 
     Bit for bit the same: the weights and the scarcity test are the context's,
     so they are computed once rather than per row, and scarce rows skip the
-    projection their sorted draws replace anyway.
+    projection their sorted draws replace anyway. Ufunc methods are called
+    directly: on a few arms their Python wrappers cost more than the work.
     """
-    if scarce_evidence(alpha, beta, prior):
+    if _scarce(alpha.tolist(), beta.tolist(), prior):
         sorted_draws: FloatArray = -np.sort(-draws, axis=-1)
         return sorted_draws
     weights = alpha + beta
     n_arms = weights.size
     cum_w = np.zeros(n_arms + 1)
-    np.cumsum(weights, out=cum_w[1:])
+    np.add.accumulate(weights, out=cum_w[1:])
     cum_wv = np.zeros((draws.shape[0], n_arms + 1))
-    np.cumsum(weights * draws, axis=-1, out=cum_wv[:, 1:])
-    # the min-max form of monotone_decreasing_fit with the row-independent half precomputed
+    np.add.accumulate(weights * draws, axis=-1, out=cum_wv[:, 1:])
+    # the min-max form of monotone_decreasing_fit with the row-independent half computed once
     upper = _upper_triangle(n_arms)
     denominator = np.where(upper, cum_w[None, 1:] - cum_w[:-1, None], 1.0)
     numerator = cum_wv[:, None, 1:] - cum_wv[:, :-1, None]
     means = np.where(upper, numerator / denominator, -np.inf)
     best = np.maximum.accumulate(means[..., ::-1], axis=-1)[..., ::-1]
-    fitted: FloatArray = np.where(upper, best, np.inf).min(axis=-2)
+    fitted: FloatArray = np.minimum.reduce(np.where(upper, best, np.inf), axis=-2)
     return fitted
+
+
+def _scarce(alpha: list[float], beta: list[float], prior: tuple[float, float]) -> bool:
+    """:func:`scarce_evidence` of one context's row, summed in plain floats.
+
+    The sum's order differs from numpy's, so where that could matter (evidence
+    within rounding of the threshold) the numpy form decides.
+    """
+    n_arms = len(alpha)
+    total = sum(alpha) + sum(beta)
+    evidence = total - n_arms * (prior[0] + prior[1])
+    threshold = SCARCE_EVIDENCE_PER_ARM * n_arms
+    if abs(evidence - threshold) <= 1e-9 * (total + threshold):
+        return bool(scarce_evidence(np.array([alpha]), np.array([beta]), prior)[0])
+    return evidence < threshold
 
 
 def monotone_row(
@@ -165,21 +181,12 @@ def monotone_row(
     """:func:`monotone_from_draws` of one row, in plain floats (cheaper for a few arms).
 
     The same additions, products, divisions, minima and maxima as the numpy
-    form, in the same order, so the same numbers to the last bit. Only the
-    scarcity test sums in another order; where that could matter (evidence
-    within rounding of the threshold) it asks :func:`scarce_evidence`.
+    form, in the same order, so the same numbers to the last bit.
     """
+    if _scarce(alpha, beta, prior):
+        return sorted(draws, reverse=True)
     n_arms = len(draws)
     weights = [a + b for a, b in zip(alpha, beta, strict=True)]
-    total = sum(weights)
-    evidence = total - n_arms * (prior[0] + prior[1])
-    threshold = SCARCE_EVIDENCE_PER_ARM * n_arms
-    if abs(evidence - threshold) <= 1e-9 * (total + threshold):
-        scarce = bool(scarce_evidence(np.array([alpha]), np.array([beta]), prior)[0])
-    else:
-        scarce = evidence < threshold
-    if scarce:
-        return sorted(draws, reverse=True)
     cum_w = [0.0] * (n_arms + 1)
     cum_wv = [0.0] * (n_arms + 1)
     acc_w = acc_wv = 0.0
