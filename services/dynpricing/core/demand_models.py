@@ -326,13 +326,13 @@ def sample_fitted_average(
     z = rng.standard_normal((shapes * n, 2))
     cumulative = fits[:, len(FIT_FIELDS) * shapes :].T
     uniforms = rng.random(n)
-    pick = (uniforms * cumulative[-1] > cumulative).sum(axis=0)
+    pick = np.add.reduce(uniforms * cumulative[-1] > cumulative, axis=0, dtype=np.intp)
     chosen: FloatArray = np.empty_like(draws)
-    rows = pick == 0
-    if rows.any():
+    rows = (pick == 0).nonzero()[0]
+    if rows.size:
         chosen[rows] = monotone_from_draws(draws[rows], alpha[rows], beta[rows], prior)
     for shape in range(shapes):
-        rows = np.flatnonzero(pick == shape + 1)
+        rows = (pick == shape + 1).nonzero()[0]
         if rows.size == 0:
             continue
         mode_a, mode_b, l_aa, l_ba, l_bb = (

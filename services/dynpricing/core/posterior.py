@@ -39,8 +39,9 @@ def monotone_decreasing_fit(values: FloatArray, weights: FloatArray) -> FloatArr
     and maxima of them, so they agree bit for bit; they differ in speed.
     """
     zero = np.zeros((*values.shape[:-1], 1))
-    cum_w = np.concatenate([zero, np.cumsum(weights, axis=-1)], axis=-1)
-    cum_wv = np.concatenate([zero, np.cumsum(weights * values, axis=-1)], axis=-1)
+    # ufunc methods rather than np.cumsum / .min: the same numbers without a Python wrapper
+    cum_w = np.concatenate([zero, np.add.accumulate(weights, axis=-1)], axis=-1)
+    cum_wv = np.concatenate([zero, np.add.accumulate(weights * values, axis=-1)], axis=-1)
     if values.ndim == 2 and values.shape[0] >= SUFFIX_FORM_MIN_ROWS:  # rows x arms
         return _fit_by_start_arm(cum_w, cum_wv)
     n_arms = values.shape[-1]
@@ -52,7 +53,7 @@ def monotone_decreasing_fit(values: FloatArray, weights: FloatArray) -> FloatArr
         means = np.where(upper, numerator / np.where(upper, denominator, 1.0), -np.inf)
     # best[..., j, i] = max over k >= i of means[j, k]
     best = np.maximum.accumulate(means[..., ::-1], axis=-1)[..., ::-1]
-    fitted: FloatArray = np.where(upper, best, np.inf).min(axis=-2)
+    fitted: FloatArray = np.minimum.reduce(np.where(upper, best, np.inf), axis=-2)
     return fitted
 
 

@@ -221,3 +221,18 @@ def test_fit_cache_off_takes_the_same_shortcut_decisions() -> None:
     cold = _run(Bandit(config, fit_cache_slots=0), plan, 5)
     for got, expected in zip(cached, cold, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=2, max_size=200))
+def test_distinct_rows_are_what_np_unique_gives(contexts: list[int]) -> None:
+    from dynpricing.core.bandit import _distinct  # noqa: PLC0415
+
+    rows = np.array(contexts, dtype=np.int64)
+    unique, inverse = _distinct(rows)
+    np.testing.assert_array_equal(unique[inverse], rows)
+    if len(set(contexts)) > 1:
+        expected_unique, expected_inverse = np.unique(rows, return_inverse=True)
+        np.testing.assert_array_equal(unique, expected_unique)
+        np.testing.assert_array_equal(inverse, expected_inverse)
+        assert inverse.dtype == expected_inverse.dtype
