@@ -50,7 +50,13 @@ def test_bench_json_has_exactly_the_documented_shape(report: dict[str, Any]) -> 
             assert set(figures) == {"p50_ms", "p99_ms", "p999_ms"}
     assert set(report["core"]) == {"1", "100", "10000"}
     for figures in report["core"].values():
-        assert set(figures) == {"ours_per_s", "mabwiser_per_s", "ratio"}
+        assert set(figures) == {
+            "ours_per_s",
+            "mabwiser_per_s",
+            "ratio",
+            "ts_revenue_per_s",
+            "ts_revenue_ratio",
+        }
     assert set(report["state"]) == {"arms", "rss_mb", "snapshot_write_s", "snapshot_load_s"}
 
 
@@ -73,6 +79,10 @@ def test_bench_core_ratio_is_ours_over_mabwiser(report: dict[str, Any]) -> None:
         assert _positive(figures["ours_per_s"])
         assert _positive(figures["mabwiser_per_s"])
         assert figures["ratio"] == pytest.approx(figures["ours_per_s"] / figures["mabwiser_per_s"])
+        assert _positive(figures["ts_revenue_per_s"])
+        assert figures["ts_revenue_ratio"] == pytest.approx(
+            figures["ts_revenue_per_s"] / figures["mabwiser_per_s"]
+        )
 
 
 def test_bench_state_counts_arms_and_measures_a_real_engine(report: dict[str, Any]) -> None:

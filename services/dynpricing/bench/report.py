@@ -42,6 +42,8 @@ class Results:
                     "ours_per_s": c.ours_per_s,
                     "mabwiser_per_s": c.mabwiser_per_s,
                     "ratio": c.ratio,
+                    "ts_revenue_per_s": c.ts_revenue_per_s,
+                    "ts_revenue_ratio": c.ts_revenue_ratio,
                 }
                 for c in self.core
             },
@@ -107,11 +109,15 @@ def _core_lines(results: list[CoreResult]) -> list[str]:
     if not results:
         return []
     rows = [
-        f"| {c.batch:,} | {c.ours_per_s:,.0f} | {c.mabwiser_per_s:,.0f} | {c.ratio:.2f}x |"
+        f"| {c.batch:,} | {c.ours_per_s:,.0f} | {c.ts_revenue_per_s:,.0f} "
+        f"| {c.mabwiser_per_s:,.0f} | {c.ratio:.2f}x | {c.ts_revenue_ratio:.2f}x |"
         for c in results
     ]
-    header = "| batch | ours decisions/s | MABWiser decisions/s | ratio |"
-    return ["", header, "|---:|---:|---:|---:|", *rows]
+    header = (
+        "| batch | ours (shape-ts) /s | ours (ts-revenue) /s | MABWiser TS /s "
+        "| shape-ts / MABWiser | ts-revenue / MABWiser |"
+    )
+    return ["", header, "|---:|---:|---:|---:|---:|---:|", *rows]
 
 
 def _state_lines(s: StateResult | None) -> list[str]:
