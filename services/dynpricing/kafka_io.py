@@ -38,11 +38,20 @@ class DeliveryTracker:
     It also keeps the highest delivered offset per (topic, partition) (reports of
     one partition arrive in offset order, so the latest is the highest): a message
     produced later can only land above it, which is what recovery needs to know.
+    A producer that counts what it hands over in ``sent`` can wait, on another
+    thread, for the reports of everything sent up to a point
+    (:func:`wait_for_reports`).
     """
 
     delivered: int = 0
     errors: list[str] = field(default_factory=list)
     highest: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
+    sent: int = 0
+
+    @property
+    def reported(self) -> int:
+        """Messages with a delivery report so far, delivered or failed."""
+        return self.delivered + len(self.errors)
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -138,6 +147,7 @@ TRANSIENT_CODES = frozenset(
     }
 )
 RETRY_STEP_S = 0.25
+REPORT_WAIT_STEP_S = 0.002
 T = TypeVar("T")
 
 
@@ -191,6 +201,22 @@ def flush(producer: Producer, tracker: DeliveryTracker, timeout_s: float = FLUSH
     remaining = producer.flush(timeout_s)
     if remaining:
         raise DeliveryFailedError(f"{remaining} messages still queued after {timeout_s}s")
+    tracker.raise_if_failed()
+
+
+def wait_for_reports(tracker: DeliveryTracker, sent: int, timeout_s: float) -> None:
+    """Block until the first ``sent`` messages have their reports; raise if any failed.
+
+    For a thread other than the producer's: the reports arrive through the
+    producer thread's own ``poll`` calls, so this only waits and never polls.
+    """
+    end = time.monotonic() + timeout_s
+    while tracker.reported < sent:
+        if time.monotonic() > end:
+            raise DeliveryFailedError(
+                f"{sent - tracker.reported} messages without a delivery report after {timeout_s}s"
+            )
+        time.sleep(REPORT_WAIT_STEP_S)
     tracker.raise_if_failed()
 
 

@@ -44,6 +44,7 @@ from dynpricing.kafka_io import (
     origin_of,
     produce,
     retrying,
+    wait_for_reports,
 )
 from dynpricing.settings import EngineSettings
 from dynpricing.statefile import write_json_atomic
@@ -127,6 +128,7 @@ class PricingEngine:
         if not messages:
             with self.lock:
                 self._expire(self.clock())
+            self.producer.poll(0)  # delivery reports, which a background snapshot waits for
             return
         self.metrics.batch_size.observe(len(messages))
         demand: list[Message] = []
@@ -163,6 +165,7 @@ class PricingEngine:
         origin = origin_of(msg)
         value = events.encode_dead_letter(msg.value(), exc.reason, exc.detail, origin, self.clock())
         produce(self.producer, self._topics.dead_letters, value, msg.key(), self.tracker)
+        self.tracker.sent += 1
         self.metrics.dead_letters.labels(exc.reason).inc()
         self.log.info(
             "dead_lettered",
@@ -314,6 +317,7 @@ class PricingEngine:
             except BufferError:
                 produce(self.producer, topic, value, key, tracker)  # polls and retries, bounded
             entries.append((decision_id, Pending(context, arm, now)))
+        tracker.sent += len(entries)
         published_at = self.clock()
         observe_many(self.metrics.latency, [max(0.0, published_at - p[2]) for p in priced])
         for evicted_id, evicted in self.books.pending.add_many(entries):
@@ -359,26 +363,36 @@ class PricingEngine:
     # ---- snapshots -------------------------------------------------------------------
 
     def snapshot(self, flush_timeout_s: float = FLUSH_TIMEOUT_S, *, wait: bool = True) -> None:
-        """Deliver every decision, then write state + offsets atomically, then commit.
+        """Capture state + offsets, and write them atomically once every decision they
+        cover is delivered; then commit the offsets.
 
-        The document is taken here, after the flush and under the lock. Writing
-        it durably and then committing the offsets it covers may finish on a
-        background thread (``wait=False``), so the loop keeps pricing during the
-        fsyncs and the commit round trip. Each snapshot first waits for the one
+        With ``wait`` (shutdown) the producer is flushed first and the file is
+        written here. Without it (periodic snapshots) the loop only captures:
+        a background thread waits for the delivery reports of everything sent
+        before the capture, writes the file and commits, while the loop keeps
+        pricing. Either way a file on disk never lists a pending decision that
+        is not on the decisions topic. Each snapshot first waits for the one
         before it and re-raises its error, so at most one is ever in flight.
         """
         started = time.perf_counter()
         self.wait_for_snapshot()
-        flush(self.producer, self.tracker, flush_timeout_s)
+        if wait:
+            flush(self.producer, self.tracker, flush_timeout_s)
         with self.lock:
             self.books.decision_marks = self._decision_marks()
             now = self.clock()
+            sent = self.tracker.sent
             # copies of the arrays and lists; the writer takes them out of the holder
             captured = [(self.bandit.to_document(arrays=True), self.books.capture(now))]
         if wait:
             self._write_snapshot(captured, started)
             return
-        self._writer = _Background(lambda: self._write_snapshot(captured, started))
+
+        def deliver_then_write() -> None:
+            wait_for_reports(self.tracker, sent, flush_timeout_s)
+            self._write_snapshot(captured, started)
+
+        self._writer = _Background(deliver_then_write)
         self._writer.start()
 
     def wait_for_snapshot(self) -> None:
@@ -413,7 +427,9 @@ class PricingEngine:
 
         Each partition's end offset when it was last looked up, raised to just
         past the highest offset delivered since: no broker round trip on the
-        loop. Valid because a message produced after the flush lands above both.
+        loop. Valid because a message produced after the capture lands above
+        both. A decision sent before it but delivered after may land above too;
+        recovery skips it, as it is in the snapshot's pending table already.
         """
         topic = self._topics.decisions
         marks = dict(self._decision_baseline)
