@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dynpricing import broker
 
 
@@ -57,3 +59,18 @@ def test_cluster_ids_are_22_url_safe_characters_and_never_look_like_an_option() 
     assert all(set(i) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
                for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_the_jvm_gets_kafkas_own_gc_settings_unless_the_user_sets_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = broker.BrokerLayout(port=19092, data_dir=tmp_path)
+    monkeypatch.setattr(broker, "_java", lambda: "java")
+    monkeypatch.delenv("KAFKA_JVM_PERFORMANCE_OPTS", raising=False)
+    command = broker._java_cmd(layout, "kafka.Kafka")
+    assert {"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"} <= set(command)
+    assert command.index("-XX:MaxGCPauseMillis=20") < command.index("kafka.Kafka")
+    monkeypatch.setenv("KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseSerialGC")
+    command = broker._java_cmd(layout, "kafka.Kafka")
+    assert "-XX:+UseSerialGC" in command
+    assert "-XX:MaxGCPauseMillis=20" not in command
