@@ -33,6 +33,7 @@ def report(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> di
     out = workdir / "bench.json"
     argv = [
         "--bootstrap", kafka_bootstrap, "--events", str(EVENTS), "--latency-seconds", "2",
+        "--latency-warmup-seconds", "1",
         "--core-seconds", "0.05", "--state-contexts", str(STATE_CONTEXTS),
         "--workdir", str(workdir / "run"), "--json", str(out),
     ]  # fmt: skip

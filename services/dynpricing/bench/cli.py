@@ -48,6 +48,12 @@ def parser() -> argparse.ArgumentParser:
         help="seconds of offered load per latency rate",
     )
     p.add_argument(
+        "--latency-warmup-seconds",
+        type=float,
+        default=latency.WARMUP_S,
+        help="seconds of unmeasured load before the latency runs (0: none)",
+    )
+    p.add_argument(
         "--core-seconds",
         type=float,
         default=DEFAULT_CORE_S,
@@ -87,6 +93,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> Results:
         if "throughput" in args.only:
             results.throughput = throughput.run(kafka, args.events, workdir, args.rounds)
         if "latency" in args.only:
+            latency.warm_up(kafka, args.latency_warmup_seconds, workdir)
             results.latency_relay = latency.run_relay(kafka, args.latency_seconds, workdir)
             results.latency = latency.run(kafka, args.latency_seconds, workdir)
         if "state" in args.only:

@@ -6,6 +6,11 @@ bench consumes the decisions topic and takes, per decision, its arrival time
 at this consumer minus the event's timestamp (carried in the decision as
 ``event_timestamp``). The first ``WARMUP_FRACTION`` of each rate is left out.
 
+Before any of it, ``warm_up`` offers the highest rate through a relay for a
+while and throws the figures away: a broker that has just started runs its
+code interpreted until the JVM has compiled it, and its first tens of
+seconds are several times slower than the rest of its life.
+
 The pass-through relay is measured the same way, from the same load generator
 to the same consumer (its output is the demand event itself, so the time is
 the event's own ``timestamp``): the part of the latency that is Kafka, the
@@ -34,6 +39,7 @@ DRAIN_S = 15.0
 POLL_S = 0.1
 DRAIN_BATCH = 10_000
 READY_S = 30.0
+WARMUP_S = 20.0
 ENGINE_TIME = "event_timestamp"  # a decision carries its demand event's time here
 RELAY_TIME = "timestamp"  # the relay republishes the demand event itself
 
@@ -136,10 +142,18 @@ def run(kafka: BenchKafka, seconds: float, workdir: Path) -> list[LatencyResult]
         engine.stop()
 
 
-def run_relay(kafka: BenchKafka, seconds: float, workdir: Path) -> list[LatencyResult]:
+def warm_up(kafka: BenchKafka, seconds: float, workdir: Path) -> None:
+    """Unmeasured load at the highest rate through a relay, so the broker runs compiled."""
+    if seconds > 0:
+        run_relay(kafka, seconds, workdir, rates=(max(RATES),))
+
+
+def run_relay(
+    kafka: BenchKafka, seconds: float, workdir: Path, rates: tuple[int, ...] = RATES
+) -> list[LatencyResult]:
     """The pass-through relay's latency at each rate, on fresh topics per rate."""
     results = []
-    for rate in RATES:
+    for rate in rates:
         setup = EngineSetup(kafka.bootstrap, workdir)
         kafka.create_topics(setup.topics)
         count = str(int(rate * seconds))
