@@ -77,7 +77,7 @@ def make_producer(kafka: KafkaSettings, client_id: str, **extra: ConfValue) -> P
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 2,
+        "linger.ms": kafka.linger_ms,
         "batch.num.messages": 10000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,

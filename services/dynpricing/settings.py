@@ -38,6 +38,7 @@ class KafkaSettings(BaseModel):
     ssl_ca_location: str | None = None
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
+    linger_ms: float = Field(default=1.0, ge=0)  # producers: wait for a batch this long
     topic_partitions: int = Field(default=3, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
 
