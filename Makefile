@@ -46,6 +46,7 @@ kafka-status: $(STAMP)
 
 lint: $(STAMP) ## ruff and the import contracts (the pricing core stays free of I/O)
 	$(BIN)/ruff check services tests
+	$(BIN)/ruff format --check services tests
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict on the package

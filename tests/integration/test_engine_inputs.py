@@ -61,13 +61,19 @@ def test_out_of_order_duplicate_late_and_expired_outcomes_behave_as_specified(
     )
     engine.wait_ready()
     now = time.time()
-    produce_values(runner.bootstrap, runner.topics.demand,
-                   [(b"Airport", demand_json(f"e{i}", "Airport", 10, 10, now)) for i in range(4)])
+    produce_values(
+        runner.bootstrap,
+        runner.topics.demand,
+        [(b"Airport", demand_json(f"e{i}", "Airport", 10, 10, now)) for i in range(4)],
+    )
     ids = [d["decision_id"] for d in _read(runner, runner.topics.decisions, 4)]
     d0, d1, _d2, d3 = ids  # d2, like d1, is never answered
     # d3 answered before d0 (out of order), d0 answered twice (duplicate)
-    produce_values(runner.bootstrap, runner.topics.outcomes,
-                   [_outcome(d3, False), _outcome(d0, True), _outcome(d0, False)])
+    produce_values(
+        runner.bootstrap,
+        runner.topics.outcomes,
+        [_outcome(d3, False), _outcome(d0, True), _outcome(d0, False)],
+    )
     _wait_metric(engine, "dynpricing_duplicate_outcomes_total", 1)
     # d1 and d2 get no answer in time and expire
     _wait_metric(engine, "dynpricing_expired_decisions_total", 2, action=expired_as)
@@ -86,12 +92,16 @@ def test_outcome_of_a_simple_client_with_context_and_price_is_learnt_without_a_d
     engine = runner.start("engine", **engine_settings(tmp_path))
     engine.wait_ready()
     simple = {"context": ["Downtown", "high"], "chosen_price": 1.5, "revenue": 1.5}
-    produce_values(runner.bootstrap, runner.topics.outcomes,
-                   [_outcome("external-1", True, **simple), _outcome("external-1", True, **simple)])
+    produce_values(
+        runner.bootstrap,
+        runner.topics.outcomes,
+        [_outcome("external-1", True, **simple), _outcome("external-1", True, **simple)],
+    )
     _wait_metric(engine, "dynpricing_duplicate_outcomes_total", 1)
     state = engine.state()
-    (ctx,) = [c for c in state["contexts"] if (c["location"], c["demand_level"]) ==
-              ("Downtown", "high")]
+    (ctx,) = [
+        c for c in state["contexts"] if (c["location"], c["demand_level"]) == ("Downtown", "high")
+    ]
     arm = next(a for a in ctx["arms"] if a["price"] == 1.5)
     assert (arm["successes"], arm["failures"]) == (1, 0)
 
@@ -100,25 +110,46 @@ BAD_DEMAND: list[tuple[bytes | None, str]] = [
     (b"not json at all", "not_json"),
     (None, "not_json"),
     (b"[1, 2, 3]", "not_an_object"),
-    (b'{"schema_version": 99, "event_id": "x", "timestamp": 1, "location": "Airport",'
-     b' "active_requests": 1, "available_drivers": 1}', "unsupported_schema_version"),
-    (b'{"schema_version": 2, "timestamp": 1, "location": "Airport",'
-     b' "active_requests": 1, "available_drivers": 1}', "missing_field"),
-    (b'{"event_id": "n", "timestamp": 1, "location": "Airport",'
-     b' "active_requests": 3, "available_drivers": -1}', "invalid_field"),
-    (b'{"event_id": "s", "timestamp": 1, "location": "Airport",'
-     b' "active_requests": "many", "available_drivers": 2}', "invalid_field"),
-    (b'{"event_id": "t", "timestamp": "yesterday", "location": "Airport",'
-     b' "active_requests": 3, "available_drivers": 2}', "invalid_field"),
-    (b'{"event_id": "m", "timestamp": 1, "location": "Mars",'
-     b' "active_requests": 3, "available_drivers": 2}', "unknown_location"),
+    (
+        b'{"schema_version": 99, "event_id": "x", "timestamp": 1, "location": "Airport",'
+        b' "active_requests": 1, "available_drivers": 1}',
+        "unsupported_schema_version",
+    ),
+    (
+        b'{"schema_version": 2, "timestamp": 1, "location": "Airport",'
+        b' "active_requests": 1, "available_drivers": 1}',
+        "missing_field",
+    ),
+    (
+        b'{"event_id": "n", "timestamp": 1, "location": "Airport",'
+        b' "active_requests": 3, "available_drivers": -1}',
+        "invalid_field",
+    ),
+    (
+        b'{"event_id": "s", "timestamp": 1, "location": "Airport",'
+        b' "active_requests": "many", "available_drivers": 2}',
+        "invalid_field",
+    ),
+    (
+        b'{"event_id": "t", "timestamp": "yesterday", "location": "Airport",'
+        b' "active_requests": 3, "available_drivers": 2}',
+        "invalid_field",
+    ),
+    (
+        b'{"event_id": "m", "timestamp": 1, "location": "Mars",'
+        b' "active_requests": 3, "available_drivers": 2}',
+        "unknown_location",
+    ),
 ]
 BAD_OUTCOMES: list[tuple[bytes | None, str]] = [
     (b"{", "not_json"),
     (b'{"decision_id": "nobody", "timestamp": 1, "accepted": true}', "unknown_decision"),
     (b'{"decision_id": "x", "timestamp": 1, "accepted": "yes"}', "invalid_field"),
-    (b'{"decision_id": "y", "timestamp": 1, "accepted": true, "context": ["Airport", "low"],'
-     b' "chosen_price": 1.35}', "price_not_on_grid"),
+    (
+        b'{"decision_id": "y", "timestamp": 1, "accepted": true, "context": ["Airport", "low"],'
+        b' "chosen_price": 1.35}',
+        "price_not_on_grid",
+    ),
 ]
 
 
@@ -131,8 +162,9 @@ def test_malformed_input_lands_in_dead_letters_with_reasons_while_valid_events_a
     valid = [(b"Airport", demand_json(f"ok{i}", "Airport", 5, 10, now)) for i in range(3)]
     demand = [valid[0], *[(b"bad", raw) for raw, _ in BAD_DEMAND], *valid[1:]]
     demand_at = produce_values(runner.bootstrap, runner.topics.demand, demand)
-    outcome_at = produce_values(runner.bootstrap, runner.topics.outcomes,
-                                [(b"bad", raw) for raw, _ in BAD_OUTCOMES])
+    outcome_at = produce_values(
+        runner.bootstrap, runner.topics.outcomes, [(b"bad", raw) for raw, _ in BAD_OUTCOMES]
+    )
     letters = _read(runner, runner.topics.dead_letters, len(BAD_DEMAND) + len(BAD_OUTCOMES))
     decisions = _read(runner, runner.topics.decisions, 3)
 
@@ -171,18 +203,23 @@ def test_arbitrary_bytes_never_stop_the_engine_and_each_message_is_accounted_for
     where = produce_values(runner.bootstrap, runner.topics.demand, values)
 
     def settled() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-        decisions = [json.loads(m.value()) for m in drain(runner.bootstrap,
-                                                          runner.topics.decisions, idle_s=0.3)]
+        decisions = [
+            json.loads(m.value())
+            for m in drain(runner.bootstrap, runner.topics.decisions, idle_s=0.3)
+        ]
         if not any(d["event_id"] == marker for d in decisions):
             return None
-        letters = [json.loads(m.value()) for m in drain(runner.bootstrap,
-                                                        runner.topics.dead_letters, idle_s=0.3)]
+        letters = [
+            json.loads(m.value())
+            for m in drain(runner.bootstrap, runner.topics.dead_letters, idle_s=0.3)
+        ]
         return decisions, letters
 
     decisions, letters = wait_until(settled, deadline_s=60, what="the valid event's decision")
     lettered = {(x["source_partition"], x["source_offset"]): x for x in letters}
-    priced = {d["decision_id"].split("-")[0] + "-" + d["decision_id"].split("-")[1]
-              for d in decisions}
+    priced = {
+        d["decision_id"].split("-")[0] + "-" + d["decision_id"].split("-")[1] for d in decisions
+    }
     for (partition, offset), (_, raw) in zip(where[:-1], values[:-1], strict=True):
         letter = lettered.get((partition, offset))
         if letter is None:  # only a value that really is a demand event may be priced

@@ -25,7 +25,6 @@ from tests.kafka_support import drain, unique, wait_until
 pytestmark = pytest.mark.kafka
 
 
-
 def _demand(runner: ServiceRunner, n: int, prefix: str = "e") -> None:
     now = time.time()
     values = [
@@ -39,8 +38,10 @@ def _decisions(runner: ServiceRunner, at_least: int) -> list[dict[str, Any]]:
     """Every decision in the topic, once at least ``at_least`` are there."""
 
     def enough() -> list[dict[str, Any]] | None:
-        found = [json.loads(m.value()) for m in drain(runner.bootstrap, runner.topics.decisions,
-                                                      idle_s=0.5)]
+        found = [
+            json.loads(m.value())
+            for m in drain(runner.bootstrap, runner.topics.decisions, idle_s=0.5)
+        ]
         return found if len(found) >= at_least else None
 
     return wait_until(enough, deadline_s=60, what=f"{at_least} decisions")
@@ -148,8 +149,10 @@ def test_engine_resumes_after_sigkill_without_losing_or_double_counting_outcomes
     assert producer.proc.wait(60) == 0
 
     def all_answered() -> list[dict[str, Any]] | None:
-        found = [json.loads(m.value()) for m in drain(runner.bootstrap, runner.topics.outcomes,
-                                                      idle_s=0.5)]
+        found = [
+            json.loads(m.value())
+            for m in drain(runner.bootstrap, runner.topics.outcomes, idle_s=0.5)
+        ]
         return found if len({o["decision_id"] for o in found}) >= events else None
 
     outcomes = wait_until(all_answered, deadline_s=120, what="every decision answered")

@@ -23,10 +23,22 @@ class LocalRun:
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dynpricing.cli", "run", "--state",
-             str(workdir / "bandit_stats.json"), "--logs", str(workdir / "logs")],
-            env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                "-m",
+                "dynpricing.cli",
+                "run",
+                "--state",
+                str(workdir / "bandit_stats.json"),
+                "--logs",
+                str(workdir / "logs"),
+            ],
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -78,7 +90,10 @@ def test_local_run_learns_stops_cleanly_on_ctrl_c_and_resumes_from_its_state(
         wait_until(second.learnt, deadline_s=90, what="a progress report after the restart")
     finally:
         assert second.interrupt() == 0, "\n".join(second.lines)
-    starts = [json.loads(line) for line in (tmp_path / "logs" / "engine.log").read_text()
-              .splitlines() if '"engine_started"' in line]
+    starts = [
+        json.loads(line)
+        for line in (tmp_path / "logs" / "engine.log").read_text().splitlines()
+        if '"engine_started"' in line
+    ]
     assert [s["restored"] for s in starts] == [False, True]
     assert starts[1]["outcomes"] >= learnt

@@ -56,8 +56,10 @@ def test_reap_finds_no_broker_where_only_stale_pid_files_are(tmp_path: Path) -> 
 def test_cluster_ids_are_22_url_safe_characters_and_never_look_like_an_option() -> None:
     ids = [broker.cluster_id() for _ in range(2000)]  # ~1 in 64 random ids would start with '-'
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
-    assert all(set(i) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-               for i in ids)
+    assert all(
+        set(i) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        for i in ids
+    )
     assert len(set(ids)) == len(ids)
 
 

@@ -25,8 +25,8 @@ from dynpricing.observability import Health, HttpServer, configure_logging
 from dynpricing.producer.demand import DemandModel
 from dynpricing.settings import ProducerSettings
 
-TICK_S = 0.01                # pacing granularity at a fixed rate
-UNPACED_CHUNK = 1000         # events per loop turn when producing as fast as possible
+TICK_S = 0.01  # pacing granularity at a fixed rate
+UNPACED_CHUNK = 1000  # events per loop turn when producing as fast as possible
 PROGRESS_INTERVAL_S = 10.0
 EXIT_DELIVERY_FAILED = 3
 
@@ -37,16 +37,24 @@ class DemandPublisher:
     def __init__(self, settings: ProducerSettings, registry: CollectorRegistry) -> None:
         self.settings = settings
         seed = settings.seed
-        self.model = DemandModel(settings.locations, np.random.default_rng(seed),
-                                 settings.day_length_s, settings.burst_probability)
+        self.model = DemandModel(
+            settings.locations,
+            np.random.default_rng(seed),
+            settings.day_length_s,
+            settings.burst_probability,
+        )
         self.producer = make_producer(settings.kafka, "demand-producer")
         self.tracker = DeliveryTracker()
-        self.counter = Counter("dynpricing_demand_events", "Demand events published",
-                               ("location",), registry=registry)
+        self.counter = Counter(
+            "dynpricing_demand_events", "Demand events published", ("location",), registry=registry
+        )
         self._children = {loc: self.counter.labels(loc) for loc in settings.locations}
         self.sent = 0
-        self._id_prefix = uuid.UUID(int=int(np.random.default_rng(seed).integers(2**63))).hex[:8] \
-            if seed is not None else uuid.uuid4().hex[:8]
+        self._id_prefix = (
+            uuid.UUID(int=int(np.random.default_rng(seed).integers(2**63))).hex[:8]
+            if seed is not None
+            else uuid.uuid4().hex[:8]
+        )
 
     def publish(self, n: int, elapsed_s: float) -> None:
         now = wall_clock()
@@ -59,8 +67,13 @@ class DemandPublisher:
                 active_requests=sample.active_requests,
                 available_drivers=sample.available_drivers,
             )
-            produce(self.producer, self.settings.topics.demand, events.encode_demand(event),
-                    sample.location, self.tracker)
+            produce(
+                self.producer,
+                self.settings.topics.demand,
+                events.encode_demand(event),
+                sample.location,
+                self.tracker,
+            )
             self._children[sample.location].inc()
             self.sent += 1
         self.producer.poll(0)
@@ -75,8 +88,9 @@ def _due(settings: ProducerSettings, publisher: DemandPublisher, elapsed_s: floa
     return max(due, 0)
 
 
-def run(settings: ProducerSettings, publisher: DemandPublisher, stop: StopFlag,
-        health: Health) -> None:
+def run(
+    settings: ProducerSettings, publisher: DemandPublisher, stop: StopFlag, health: Health
+) -> None:
     log = structlog.get_logger("producer")
     started = time.monotonic()
     next_progress = started + PROGRESS_INTERVAL_S
@@ -110,8 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     http = HttpServer(settings.http_host, settings.http_port, registry, health)
     http.start()
     health.set_ready(True)
-    log.info("producer_started", rate=settings.rate, count=settings.count,
-             locations=list(settings.locations))
+    log.info(
+        "producer_started",
+        rate=settings.rate,
+        count=settings.count,
+        locations=list(settings.locations),
+    )
     try:
         run(settings, publisher, stop, health)
     except DeliveryFailedError as exc:

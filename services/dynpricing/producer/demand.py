@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MEAN_DRIVERS = 20.0
-PATTERN_AMPLITUDE = 0.6      # log-ratio swing of the daily pattern
-RATIO_NOISE_SIGMA = 0.6      # log-ratio noise per event
-BASE_LOG_RATIO = 0.3         # slightly more requests than drivers on average
+PATTERN_AMPLITUDE = 0.6  # log-ratio swing of the daily pattern
+RATIO_NOISE_SIGMA = 0.6  # log-ratio noise per event
+BASE_LOG_RATIO = 0.3  # slightly more requests than drivers on average
 BURST_FACTOR = 2.5
 BURST_DURATION_S = 5.0
 

@@ -64,19 +64,36 @@ def load_market_file(path: Path | None) -> Market:
 
 class SimulatorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.regret = Counter("dynpricing_regret", "Expected revenue lost against the oracle",
-                              CONTEXT_LABELS, registry=registry)
-        self.revenue = Counter("dynpricing_expected_revenue",
-                               "Expected revenue of the chosen prices", CONTEXT_LABELS,
-                               registry=registry)
-        self.oracle = Counter("dynpricing_oracle_revenue",
-                              "Expected revenue of the oracle's prices", CONTEXT_LABELS,
-                              registry=registry)
-        self.outcomes = Counter("dynpricing_simulated_outcomes", "Simulated customer answers",
-                                (*CONTEXT_LABELS, "price", "accepted"), registry=registry)
-        self.dead_letters = Counter("dynpricing_dead_letters",
-                                    "Messages sent to the dead-letter topic", ("reason",),
-                                    registry=registry)
+        self.regret = Counter(
+            "dynpricing_regret",
+            "Expected revenue lost against the oracle",
+            CONTEXT_LABELS,
+            registry=registry,
+        )
+        self.revenue = Counter(
+            "dynpricing_expected_revenue",
+            "Expected revenue of the chosen prices",
+            CONTEXT_LABELS,
+            registry=registry,
+        )
+        self.oracle = Counter(
+            "dynpricing_oracle_revenue",
+            "Expected revenue of the oracle's prices",
+            CONTEXT_LABELS,
+            registry=registry,
+        )
+        self.outcomes = Counter(
+            "dynpricing_simulated_outcomes",
+            "Simulated customer answers",
+            (*CONTEXT_LABELS, "price", "accepted"),
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "dynpricing_dead_letters",
+            "Messages sent to the dead-letter topic",
+            ("reason",),
+            registry=registry,
+        )
 
 
 @dataclass
@@ -113,8 +130,9 @@ class HeldOutcome:
 class Simulator:
     """Answers decisions; outcomes wait in a heap until their delay has passed."""
 
-    def __init__(self, settings: SimulatorSettings, customers: Customers,
-                 metrics: SimulatorMetrics) -> None:
+    def __init__(
+        self, settings: SimulatorSettings, customers: Customers, metrics: SimulatorMetrics
+    ) -> None:
         self.settings = settings
         self.customers = customers
         self.metrics = metrics
@@ -131,8 +149,9 @@ class Simulator:
         self.offsets.started(partition, offset)
         try:
             decision = events.parse_decision(msg.value())
-            answer = self.customers.answer(decision.location, decision.demand_level,
-                                           decision.price_multiplier)
+            answer = self.customers.answer(
+                decision.location, decision.demand_level, decision.price_multiplier
+            )
         except events.InvalidEvent as exc:
             self._dead_letter(msg, exc.reason, exc.detail)
             return
@@ -143,11 +162,21 @@ class Simulator:
             self._dead_letter(msg, "price_not_on_grid", str(exc))
             return
         self._score(decision, answer.accepted, answer.expected_revenue, answer.oracle_revenue)
-        outcome = events.Outcome(decision.decision_id, 0.0, answer.accepted, decision.location,
-                                 decision.demand_level, decision.price_multiplier)
-        held = HeldOutcome(partition, offset, outcome,
-                           decision.price_multiplier if answer.accepted else 0.0,
-                           f"{decision.location}|{decision.demand_level}")
+        outcome = events.Outcome(
+            decision.decision_id,
+            0.0,
+            answer.accepted,
+            decision.location,
+            decision.demand_level,
+            decision.price_multiplier,
+        )
+        held = HeldOutcome(
+            partition,
+            offset,
+            outcome,
+            decision.price_multiplier if answer.accepted else 0.0,
+            f"{decision.location}|{decision.demand_level}",
+        )
         self._seq += 1
         heapq.heappush(self.held, (time.monotonic() + answer.delay_s, self._seq, held))
 
@@ -156,8 +185,9 @@ class Simulator:
         self.metrics.regret.labels(*ctx).inc(max(0.0, oracle - revenue))
         self.metrics.revenue.labels(*ctx).inc(revenue)
         self.metrics.oracle.labels(*ctx).inc(oracle)
-        self.metrics.outcomes.labels(*ctx, f"{d.price_multiplier:g}",
-                                     "true" if accepted else "false").inc()
+        self.metrics.outcomes.labels(
+            *ctx, f"{d.price_multiplier:g}", "true" if accepted else "false"
+        ).inc()
 
     def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
         origin = origin_of(msg)
@@ -172,8 +202,13 @@ class Simulator:
         while self.held and self.held[0][0] <= now:
             held = heapq.heappop(self.held)[2]
             outcome = dataclasses.replace(held.outcome, timestamp=wall_clock())
-            produce(self.producer, self.settings.topics.outcomes,
-                    events.encode_outcome(outcome, revenue=held.revenue), held.key, self.tracker)
+            produce(
+                self.producer,
+                self.settings.topics.outcomes,
+                events.encode_outcome(outcome, revenue=held.revenue),
+                held.key,
+                self.tracker,
+            )
             self.offsets.finished(held.partition, held.offset)
             released += 1
         self.producer.poll(0)
@@ -193,6 +228,7 @@ def _usable(msg: Message, log: Any) -> bool:
 
 def run(settings: SimulatorSettings, sim: Simulator, stop: StopFlag, health: Health) -> None:
     consumer = make_consumer(settings.kafka, settings.group_id, "outcome-simulator")
+
     def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
         c.assign(partitions)
         health.set_ready(True)
@@ -238,8 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_topics(settings.kafka, settings.topics.all())
     registry = CollectorRegistry()
     health = Health()
-    customers = Customers(market, np.random.default_rng(settings.seed), settings.delay_mean_s,
-                          settings.horizon)
+    customers = Customers(
+        market, np.random.default_rng(settings.seed), settings.delay_mean_s, settings.horizon
+    )
     sim = Simulator(settings, customers, SimulatorMetrics(registry))
     http = HttpServer(settings.http_host, settings.http_port, registry, health)
     http.start()

@@ -32,8 +32,9 @@ class UnknownMarketContextError(LookupError):
 class Customers:
     """Answers decisions from the market's true acceptance curves."""
 
-    def __init__(self, market: Market, rng: np.random.Generator, delay_mean_s: float,
-                 horizon: int = 0) -> None:
+    def __init__(
+        self, market: Market, rng: np.random.Generator, delay_mean_s: float, horizon: int = 0
+    ) -> None:
         self.market = market
         self.rng = rng
         self.delay_mean_s = delay_mean_s
