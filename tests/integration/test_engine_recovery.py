@@ -109,6 +109,29 @@ def test_sigterm_exits_zero_after_writing_the_snapshot_and_committing_its_offset
     )
 
 
+def test_an_idle_engine_keeps_writing_snapshots_that_cover_its_last_decisions(
+    runner: ServiceRunner, tmp_path: Path
+) -> None:
+    # Periodic snapshots wait for the delivery reports of the decisions before
+    # them; with no input the loop must still serve those reports.
+    settings = engine_settings(tmp_path, snapshot_interval_s=0.5)
+    engine = runner.start("engine", **settings)
+    engine.wait_ready()
+    _demand(runner, 40)
+    _decisions(runner, 40)
+    written = "dynpricing_snapshot_duration_seconds_count"
+    after_decisions = engine.metric(written)
+
+    def pending_on_disk() -> int | None:
+        if engine.metric(written) < after_decisions + 4:
+            return None
+        doc = json.loads(Path(str(settings["state_path"])).read_text())
+        return len(doc["engine"]["pending"]["decision_id"])
+
+    assert wait_until(pending_on_disk, deadline_s=10, what="snapshots while idle") == 40
+    assert engine.alive()
+
+
 def test_restarted_engine_keeps_its_counts_and_prices_nothing_twice(
     runner: ServiceRunner, tmp_path: Path
 ) -> None:
