@@ -29,9 +29,9 @@ def in_ci() -> bool:
 def unavailable(what: str, hint: str) -> NoReturn:
     """Fail under CI, skip locally: a test never passes silently without what it needs."""
     message = f"{what} is not available; {hint}"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+    if not in_ci():
+        pytest.skip(message)
+    pytest.fail(message)
 
 
 def start_broker(layout: broker.BrokerLayout, *, fresh: bool = True) -> subprocess.Popen[bytes]:

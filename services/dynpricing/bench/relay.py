@@ -4,7 +4,7 @@ It consumes the demand topic with ``make_consumer`` and republishes every value
 unchanged with ``make_producer`` and ``produce``, in batches of the engine's
 size, so engine / relay isolates what pricing costs on top of Kafka I/O. Like
 the engine it assigns itself every partition (from the beginning) instead of
-joining a group, and prints ``ASSIGNED`` once it has.
+joining a group, and logs ``relay_assigned`` once it has.
 Run as ``python -m dynpricing.bench.relay BOOTSTRAP SOURCE TARGET COUNT``.
 """
 
@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from dynpricing.bench.kafka_env import unique
@@ -25,9 +26,10 @@ from dynpricing.kafka_io import (
     make_producer,
     produce,
 )
+from dynpricing.observability import configure_logging
 from dynpricing.settings import EngineSettings, KafkaSettings
 
-ASSIGNED = "ASSIGNED"
+ASSIGNED = "relay_assigned"
 METADATA_TIMEOUT_S = 10.0
 
 
@@ -45,7 +47,7 @@ def relay(bootstrap: str, source: str, target: str, count: int) -> int:
     producer = make_producer(kafka, "bench-relay")
     tracker = DeliveryTracker()
     assign_from_start(consumer, source)
-    print(ASSIGNED, flush=True)  # noqa: T201 - the bench reads it from the log
+    structlog.get_logger("bench-relay").info(ASSIGNED, source=source)  # the bench waits for it
     done = 0
     try:
         while done < count:
@@ -69,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("target")
     parser.add_argument("count", type=int)
     args = parser.parse_args(argv)
+    configure_logging("info", "json")
     relay(args.bootstrap, args.source, args.target, args.count)
     return 0
 

@@ -120,6 +120,22 @@ def _sigmoid(z: FloatArray) -> FloatArray:
     return result
 
 
+def _sampled_curves(
+    factors: tuple[FloatArray, ...], normal: FloatArray, x: FloatArray
+) -> FloatArray:
+    """Acceptance curves of logistic fits at sampled parameters.
+
+    ``factors`` are a fit's mode and Cholesky factor ``(mode_a, mode_b, l_aa,
+    l_ba, l_bb)``, ``normal`` the standard normals (last axis 2) that move the
+    parameters off the mode, ``x`` the features the curve is evaluated on
+    (broadcast against the parameters' shape plus one axis).
+    """
+    mode_a, mode_b, l_aa, l_ba, l_bb = factors
+    a = mode_a + l_aa * normal[..., 0]
+    b = mode_b + l_ba * normal[..., 0] + l_bb * normal[..., 1]
+    return _sigmoid(a[..., None] - b[..., None] * x)
+
+
 def _curvature(
     trials: FloatArray, p: FloatArray, x: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -335,13 +351,8 @@ def sample_fitted_average(
         rows = (pick == shape + 1).nonzero()[0]
         if rows.size == 0:
             continue
-        mode_a, mode_b, l_aa, l_ba, l_bb = (
-            fits[rows, field * shapes + shape] for field in range(len(FIT_FIELDS))
-        )
-        normal = z[shape * n + rows]
-        a = mode_a + l_aa * normal[:, 0]
-        b = mode_b + l_ba * normal[:, 0] + l_bb * normal[:, 1]
-        chosen[rows] = _sigmoid(a[:, None] - b[:, None] * features[shape])
+        factors = tuple(fits[rows, field * shapes + shape] for field in range(len(FIT_FIELDS)))
+        chosen[rows] = _sampled_curves(factors, z[shape * n + rows], features[shape])
     return chosen
 
 
@@ -370,11 +381,8 @@ def sample_fitted_one_context(
     pick = np.add.reduce(uniforms * cumulative[-1] > cumulative[:, None], axis=0, dtype=np.intp)
     if n <= EVERY_SHAPE_MAX_ROWS:
         # every shape's curve for every row, then each row's pick: fewer, larger numpy calls
-        normal = z.reshape(shapes, n, 2)
-        mode_a, mode_b, l_aa, l_ba, l_bb = fit[: len(FIT_FIELDS) * shapes].reshape(-1, shapes, 1)
-        a = mode_a + l_aa * normal[..., 0]
-        b = mode_b + l_ba * normal[..., 0] + l_bb * normal[..., 1]
-        curves = _sigmoid(a[..., None] - b[..., None] * features[:, None, :])
+        factors = tuple(fit[: len(FIT_FIELDS) * shapes].reshape(-1, shapes, 1))
+        curves = _sampled_curves(factors, z.reshape(shapes, n, 2), features[:, None, :])
         picked: FloatArray = curves[np.maximum(pick - 1, 0), np.arange(n)]
         beta_rows = (pick == 0).nonzero()[0]
         if beta_rows.size:
@@ -389,11 +397,8 @@ def sample_fitted_one_context(
             chosen[rows] = monotone_one_context(draws[rows], alpha, beta, prior)
             continue
         shape = model - 1
-        mode_a, mode_b, l_aa, l_ba, l_bb = fit[shape : len(FIT_FIELDS) * shapes : shapes]
-        normal = z[shape * n + rows]
-        a = mode_a + l_aa * normal[:, 0]
-        b = mode_b + l_ba * normal[:, 0] + l_bb * normal[:, 1]
-        chosen[rows] = _sigmoid(a[:, None] - b[:, None] * features[shape])
+        factors = tuple(fit[shape : len(FIT_FIELDS) * shapes : shapes])
+        chosen[rows] = _sampled_curves(factors, z[shape * n + rows], features[shape])
     return chosen
 
 

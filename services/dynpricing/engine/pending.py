@@ -132,9 +132,13 @@ class ResolvedMemory:
         """Ids and statuses, oldest first."""
         return _in_order(self._items)
 
-    def to_document(self) -> dict[str, list[str]]:
-        ids, statuses = self.capture()
+    @staticmethod
+    def columns(ids: list[str], statuses: list[str]) -> dict[str, list[str]]:
+        """The document of a :meth:`capture`."""
         return {"decision_id": ids, "status": statuses}
+
+    def to_document(self) -> dict[str, list[str]]:
+        return self.columns(*self.capture())
 
     @classmethod
     def from_document(cls, doc: dict[str, list[str]], capacity: int) -> ResolvedMemory:

@@ -66,7 +66,6 @@ class BooksCapture:
     resolved: tuple[list[str], list[str]]
 
     def to_document(self) -> dict[str, Any]:
-        resolved_ids, statuses = self.resolved
         return {
             "version": ENGINE_STATE_VERSION,
             "written_at": self.written_at,
@@ -74,7 +73,7 @@ class BooksCapture:
             "decision_marks": self.decision_marks,
             "rng": self.rng,
             "pending": PendingTable.columns(*self.pending),
-            "resolved": {"decision_id": resolved_ids, "status": statuses},
+            "resolved": ResolvedMemory.columns(*self.resolved),
         }
 
 
