@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry
 from dynpricing import events
 from dynpricing.core.bandit import Bandit, BanditConfig
 from dynpricing.core.errors import PricingError, SnapshotError
+from dynpricing.engine.join import Pending
 from dynpricing.engine.loop import METADATA_DEADLINE_S, WATERMARK_TIMEOUT_S, PricingEngine
 from dynpricing.engine.memory import calm_garbage_collector, release_freed_memory
 from dynpricing.engine.metrics import EngineMetrics
-from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
 from dynpricing.kafka_io import (
     DeliveryFailedError,
@@ -137,11 +137,10 @@ def _re_enter(engine: PricingEngine, value: bytes | None) -> int:
         arm = engine.bandit.arm_index(decision.price_multiplier)
     except (events.InvalidEvent, PricingError):
         return 0
-    if decision.decision_id in engine.books.pending or engine.books.resolved.get(
-        decision.decision_id
+    if not engine.books.join.recovered(
+        decision.decision_id, Pending(context, arm, decision.timestamp)
     ):
         return 0
-    engine.books.pending.add(decision.decision_id, Pending(context, arm, decision.timestamp))
     engine.already_published.add(decision.decision_id)
     return 1
 

@@ -23,6 +23,7 @@ from dynpricing import events
 from dynpricing.core.bandit import Bandit
 from dynpricing.core.contexts import DemandThresholds, context_key, demand_level
 from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
+from dynpricing.engine.join import DUPLICATE, LATE, Pending
 from dynpricing.engine.memory import release_freed_memory
 from dynpricing.engine.metrics import (
     METRIC_CONTEXT_LIMIT,
@@ -30,7 +31,6 @@ from dynpricing.engine.metrics import (
     location_label,
     observe_many,
 )
-from dynpricing.engine.pending import Pending
 from dynpricing.engine.state import (
     BooksCapture,
     EngineBookkeeping,
@@ -52,9 +52,6 @@ from dynpricing.statefile import write_json_atomic
 WATERMARK_TIMEOUT_S = 5.0
 METADATA_DEADLINE_S = 60.0
 SUMMARY_CONTEXT_LIMIT = 12
-ACCEPTED = "accepted"
-APPLIED = "applied"
-EXPIRED = "expired"
 
 Clock = Callable[[], float]
 
@@ -182,50 +179,32 @@ class PricingEngine:
         contexts: list[int] = []
         arms: list[int] = []
         accepted: list[bool] = []
+        resolve = self.books.join.resolve
         for msg in messages:
             try:
-                resolved = self._resolve(events.parse_outcome(msg.value()))
+                outcome = events.parse_outcome(msg.value())
+                verdict, context, arm = resolve(outcome, self._locate)
             except events.InvalidEvent as exc:
                 self._dead_letter(msg, exc)
                 continue
-            if resolved is not None:
-                contexts.append(resolved[0])
-                arms.append(resolved[1])
-                accepted.append(resolved[2])
+            if verdict == DUPLICATE:
+                self.metrics.duplicates.inc()
+            elif verdict == LATE:
+                self.metrics.late.inc()
+            else:
+                contexts.append(context)
+                arms.append(arm)
+                accepted.append(outcome.accepted)
         self._apply(contexts, arms, accepted)
 
-    def _resolve(self, outcome: events.Outcome) -> tuple[int, int, bool] | None:
-        """The arm an outcome belongs to, or None if it must be ignored (and is counted)."""
-        status = self.books.resolved.get(outcome.decision_id)
-        entry = self.books.pending.pop(outcome.decision_id)
-        if entry is not None:
-            self.books.resolved.remember(outcome.decision_id, APPLIED)
-            return entry.context, entry.arm, outcome.accepted
-        if status == APPLIED:
-            self.metrics.duplicates.inc()
-            return None
-        if status == EXPIRED:
-            self.metrics.late.inc()
-            return None
-        return self._resolve_by_context(outcome)
-
-    def _resolve_by_context(self, outcome: events.Outcome) -> tuple[int, int, bool]:
-        """Outcomes of simpler clients name the context and price instead of a known decision."""
-        if outcome.location is None or outcome.demand_level is None:
-            raise events.InvalidEvent(
-                "unknown_decision", f"no pending decision {outcome.decision_id!r} and no context"
-            )
-        if outcome.price_multiplier is None:
-            raise events.InvalidEvent(
-                "unknown_decision", f"no pending decision {outcome.decision_id!r} and no price"
-            )
-        context = self._context(outcome.location, outcome.demand_level)
+    def _locate(self, location: str, level: str, price: float) -> tuple[int, int]:
+        """Row and arm of a simple client's outcome; the price is checked before a context
+        is looked up, so a refused outcome never creates one."""
         try:
-            arm = self.bandit.arm_index(outcome.price_multiplier)
+            arm = self.bandit.arm_index(price)
         except PriceNotOnGridError as exc:
             raise events.InvalidEvent("price_not_on_grid", str(exc)) from None
-        self.books.resolved.remember(outcome.decision_id, APPLIED)
-        return context, arm, outcome.accepted
+        return self._context(location, level), arm
 
     def _apply(self, contexts: list[int], arms: list[int], accepted: list[bool]) -> None:
         if not contexts:
@@ -276,6 +255,8 @@ class PricingEngine:
         if self.already_published and decision_id in self.already_published:
             self.already_published.discard(decision_id)
             return None
+        if self.books.join.knows(decision_id):  # published before: never priced twice
+            return None
         return decision_id, event_id, timestamp, context
 
     def _price(self, messages: Sequence[Message]) -> None:
@@ -320,8 +301,8 @@ class PricingEngine:
         tracker.sent += len(entries)
         published_at = self.clock()
         observe_many(self.metrics.latency, [max(0.0, published_at - p[2]) for p in priced])
-        for evicted_id, evicted in self.books.pending.add_many(entries):
-            self._expire_one(evicted_id, evicted)
+        for _, evicted in self.books.join.decided(entries):
+            self._expire_one(evicted)
 
     def _context_names(self, highest: int) -> list[tuple[str, str, str]]:
         """(location, level, Kafka key) per context row, extended when new contexts appear."""
@@ -350,12 +331,11 @@ class PricingEngine:
     # ---- expiry ----------------------------------------------------------------------
 
     def _expire(self, now: float) -> None:
-        for decision_id, entry in self.books.pending.expire(now - self.settings.decision_timeout_s):
-            self._expire_one(decision_id, entry)
+        for _, entry in self.books.join.expire(now - self.settings.decision_timeout_s):
+            self._expire_one(entry)
         self.metrics.pending.set(len(self.books.pending))
 
-    def _expire_one(self, decision_id: str, entry: Pending) -> None:
-        self.books.resolved.remember(decision_id, EXPIRED)
+    def _expire_one(self, entry: Pending) -> None:
         self.metrics.expired.labels(self.settings.expired_as).inc()
         if self.settings.expired_as == "reject":
             self._apply([entry.context], [entry.arm], [False])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dynpricing.engine.pending import Pending, PendingTable, ResolvedMemory
+from dynpricing.engine.join import OutcomeJoin, Pending, PendingTable, ResolvedMemory
 
 ENGINE_STATE_VERSION = 1
 
@@ -82,10 +82,17 @@ class EngineBookkeeping:
     """Everything besides the posterior that must survive a crash."""
 
     rng: np.random.Generator
-    pending: PendingTable
-    resolved: ResolvedMemory
+    join: OutcomeJoin
     offsets: dict[str, int] = field(default_factory=dict)
     decision_marks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> PendingTable:
+        return self.join.pending
+
+    @property
+    def resolved(self) -> ResolvedMemory:
+        return self.join.resolved
 
     def to_document(self, written_at: float) -> dict[str, Any]:
         return self.capture(written_at).to_document()
@@ -107,10 +114,13 @@ class EngineBookkeeping:
     ) -> EngineBookkeeping:
         if doc.get("version") != ENGINE_STATE_VERSION:
             raise ValueError(f"engine state version {doc.get('version')!r} is not supported")
+        join = OutcomeJoin(
+            PendingTable.from_document(doc["pending"], max_pending),
+            ResolvedMemory.from_document(doc["resolved"], resolved_memory),
+        )
         return cls(
             rng=rng_from_document(doc["rng"]),
-            pending=PendingTable.from_document(doc["pending"], max_pending),
-            resolved=ResolvedMemory.from_document(doc["resolved"], resolved_memory),
+            join=join,
             offsets={str(k): int(v) for k, v in doc["offsets"].items()},
             decision_marks={str(k): int(v) for k, v in doc["decision_marks"].items()},
         )
@@ -118,7 +128,5 @@ class EngineBookkeeping:
     @classmethod
     def fresh(cls, seed: int | None, max_pending: int, resolved_memory: int) -> EngineBookkeeping:
         return cls(
-            rng=np.random.default_rng(seed),
-            pending=PendingTable(max_pending),
-            resolved=ResolvedMemory(resolved_memory),
+            rng=np.random.default_rng(seed), join=OutcomeJoin.fresh(max_pending, resolved_memory)
         )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynpricing.engine.pending import Pending
+from dynpricing.engine.join import Pending
 from dynpricing.engine.state import (
     ENGINE_STATE_VERSION,
     EngineBookkeeping,

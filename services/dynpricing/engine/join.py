@@ -1,16 +1,33 @@
-"""Decisions awaiting their outcome, and the memory of decisions already resolved.
+"""The outcome join: published decisions wait for their answer, and each answer counts once.
 
-Both are bounded. The pending table is ordered by decision time, so expiring
-the oldest decisions is cheap; when it is full, the oldest decision is expired
-early rather than the table growing without bound.
+Pure: no Kafka, no clock of its own, no metrics. The engine feeds it the
+decisions it publishes and the outcomes it consumes; the offline evaluation
+replays logged decisions and outcomes through the very same rules.
+
+An outcome's decision id is looked up in this order (see docs/events.md):
+
+1. **resolved** before, answered or expired: a *duplicate* or a *late* outcome,
+   ignored. Resolved comes first, so an id is never learnt twice even if it were
+   pending again;
+2. **pending**: *matched*, learnt for the decision's context and arm;
+3. **unknown**: the outcome of a simpler client that chose the price itself. It
+   is learnt for the context and price it names (the caller maps them to a row
+   and an arm, refusing what it cannot map) or refused as ``unknown_decision``.
+
+A decision waits at most the decision timeout (the caller passes the cut-off
+time to :meth:`OutcomeJoin.expire`), and the oldest are expired early when the
+pending table is full. Both tables are bounded; the resolved memory forgets
+the oldest ids first.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from dynpricing.events import InvalidEvent, Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +163,92 @@ class ResolvedMemory:
         for decision_id, status in zip(doc["decision_id"], doc["status"], strict=True):
             memory.remember(decision_id, status)
         return memory
+
+
+APPLIED = "applied"  # resolved: an outcome was learnt
+EXPIRED = "expired"  # resolved: no outcome in time (learnt as a rejection or dropped)
+MATCHED = "matched"  # an outcome's verdicts, besides being refused
+DUPLICATE = "duplicate"
+LATE = "late"
+SIMPLE = "simple"
+
+Locate = Callable[[str, str, float], tuple[int, int]]
+"""(location, demand level, price multiplier) -> (context row, arm); raises InvalidEvent."""
+
+Verdict = tuple[str, int, int]
+"""What an outcome means: (``MATCHED`` | ``SIMPLE`` | ``DUPLICATE`` | ``LATE``, context, arm).
+
+Context and arm are ``-1`` for an outcome that is ignored. A plain tuple: the
+engine builds one per outcome.
+"""
+_IGNORED_DUPLICATE: Verdict = (DUPLICATE, -1, -1)
+_IGNORED_LATE: Verdict = (LATE, -1, -1)
+
+
+class OutcomeJoin:
+    """Pending decisions and resolved ids, and the rules that join outcomes to them."""
+
+    def __init__(self, pending: PendingTable, resolved: ResolvedMemory) -> None:
+        self.pending = pending
+        self.resolved = resolved
+
+    @classmethod
+    def fresh(cls, max_pending: int, resolved_memory: int) -> OutcomeJoin:
+        return cls(PendingTable(max_pending), ResolvedMemory(resolved_memory))
+
+    def knows(self, decision_id: str) -> bool:
+        """Pending or resolved: a decision with this id was published already."""
+        return decision_id in self.pending or self.resolved.get(decision_id) is not None
+
+    def decided(self, entries: Iterable[tuple[str, Pending]]) -> list[tuple[str, Pending]]:
+        """Add published decisions; returns those pushed out of a full table, now expired.
+
+        The caller never passes an id it :meth:`knows` (the engine does not price
+        a decision twice); an id already pending would keep its first entry.
+        """
+        evicted = self.pending.add_many(entries)
+        for decision_id, _ in evicted:
+            self.resolved.remember(decision_id, EXPIRED)
+        return evicted
+
+    def recovered(self, decision_id: str, entry: Pending) -> bool:
+        """Re-enter a decision found on the decisions topic after a crash, unless known."""
+        if self.knows(decision_id):
+            return False
+        for evicted_id, _ in self.pending.add(decision_id, entry):
+            self.resolved.remember(evicted_id, EXPIRED)
+        return True
+
+    def resolve(self, outcome: Outcome, locate: Locate) -> Verdict:
+        """The verdict on one outcome, remembered; raises InvalidEvent when it is refused."""
+        decision_id = outcome.decision_id
+        status = self.resolved.get(decision_id)
+        if status is not None:
+            return _IGNORED_DUPLICATE if status == APPLIED else _IGNORED_LATE
+        entry = self.pending.pop(decision_id)
+        if entry is not None:
+            self.resolved.remember(decision_id, APPLIED)
+            return MATCHED, entry.context, entry.arm
+        context, arm = locate_simple(outcome, locate)
+        self.resolved.remember(decision_id, APPLIED)
+        return SIMPLE, context, arm
+
+    def expire(self, decided_before: float) -> list[tuple[str, Pending]]:
+        """Remove and return the decisions made before the cut-off, remembered as expired."""
+        expired = self.pending.expire(decided_before)
+        for decision_id, _ in expired:
+            self.resolved.remember(decision_id, EXPIRED)
+        return expired
+
+
+def locate_simple(outcome: Outcome, locate: Locate) -> tuple[int, int]:
+    """Context row and arm of a simple client's outcome, which names both itself."""
+    if outcome.location is None or outcome.demand_level is None:
+        raise InvalidEvent(
+            "unknown_decision", f"no pending decision {outcome.decision_id!r} and no context"
+        )
+    if outcome.price_multiplier is None:
+        raise InvalidEvent(
+            "unknown_decision", f"no pending decision {outcome.decision_id!r} and no price"
+        )
+    return locate(outcome.location, outcome.demand_level, outcome.price_multiplier)

@@ -1,12 +1,25 @@
-"""The pending-decision table and the resolved-id memory stay bounded and ordered."""
+"""The outcome join: its rules, and its pending table and resolved memory, bounded and ordered."""
 
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynpricing.engine.pending import Pending, PendingTable, ResolvedMemory
+from dynpricing.engine.join import (
+    APPLIED,
+    DUPLICATE,
+    EXPIRED,
+    LATE,
+    MATCHED,
+    SIMPLE,
+    OutcomeJoin,
+    Pending,
+    PendingTable,
+    ResolvedMemory,
+)
+from dynpricing.events import InvalidEvent, Outcome
 
 
 def _table(capacity: int, times: list[float]) -> PendingTable:
@@ -148,3 +161,91 @@ def test_the_snapshot_lists_decisions_in_table_order_after_pops_expiry_and_evict
     assert doc["decision_id"] == [key for key, _ in walked]
     assert doc["decided_at"] == [entry.decided_at for _, entry in walked]
     assert doc["decision_id"][-1] == "d60"
+
+
+# ---- the rules -----------------------------------------------------------------------
+
+
+def _outcome(decision_id: str, accepted: bool = True, **context: object) -> Outcome:
+    return Outcome(decision_id, 1.0, accepted, **context)  # type: ignore[arg-type]
+
+
+def _locate(location: str, level: str, price: float) -> tuple[int, int]:
+    if price not in (1.0, 1.5):
+        raise InvalidEvent("price_not_on_grid", f"{price} is not on the grid")
+    return (7 if location == "Airport" else 8), (0 if price == 1.0 else 1)
+
+
+def _join(max_pending: int = 10, resolved_memory: int = 10) -> OutcomeJoin:
+    join = OutcomeJoin.fresh(max_pending, resolved_memory)
+    join.decided([("d1", Pending(1, 2, 10.0)), ("d2", Pending(3, 0, 11.0))])
+    return join
+
+
+def test_an_outcome_of_a_pending_decision_is_matched_to_its_context_and_arm() -> None:
+    join = _join()
+    assert join.resolve(_outcome("d1"), _locate) == (MATCHED, 1, 2)
+    assert "d1" not in join.pending
+    assert join.resolved.get("d1") == APPLIED
+
+
+def test_a_second_outcome_of_a_decision_is_a_duplicate_and_a_late_one_is_late() -> None:
+    join = _join()
+    join.resolve(_outcome("d1"), _locate)
+    assert join.resolve(_outcome("d1", accepted=False), _locate)[0] == DUPLICATE
+    assert [d for d, _ in join.expire(decided_before=11.5)] == ["d2"]
+    assert join.resolve(_outcome("d2"), _locate)[0] == LATE
+
+
+def test_resolved_is_checked_before_pending_so_an_id_is_never_learnt_twice() -> None:
+    join = _join()
+    join.resolve(_outcome("d1"), _locate)
+    join.pending.add("d1", Pending(1, 2, 12.0))  # as if it had been published again
+    assert join.resolve(_outcome("d1"), _locate)[0] == DUPLICATE
+
+
+def test_a_simple_clients_outcome_is_learnt_for_the_context_and_price_it_names_once() -> None:
+    join = _join()
+    simple = {"location": "Airport", "demand_level": "low", "price_multiplier": 1.5}
+    assert join.resolve(_outcome("ext-1", **simple), _locate) == (SIMPLE, 7, 1)
+    assert join.resolve(_outcome("ext-1", **simple), _locate)[0] == DUPLICATE
+
+
+@pytest.mark.parametrize(
+    ("context", "reason"),
+    [
+        ({}, "unknown_decision"),
+        ({"location": "Airport", "demand_level": "low"}, "unknown_decision"),
+        ({"price_multiplier": 1.0}, "unknown_decision"),
+        (
+            {"location": "Airport", "demand_level": "low", "price_multiplier": 1.35},
+            "price_not_on_grid",
+        ),
+    ],
+)
+def test_an_unknown_decision_without_a_usable_context_and_price_is_refused_and_not_remembered(
+    context: dict[str, object], reason: str
+) -> None:
+    join = _join()
+    with pytest.raises(InvalidEvent) as refused:
+        join.resolve(_outcome("nobody", **context), _locate)
+    assert refused.value.reason == reason
+    assert not join.knows("nobody")
+
+
+def test_a_full_table_expires_its_oldest_decision_and_remembers_it_as_expired() -> None:
+    join = _join(max_pending=2)
+    evicted = join.decided([("d3", Pending(0, 0, 12.0))])
+    assert evicted == [("d1", Pending(1, 2, 10.0))]
+    assert join.resolved.get("d1") == EXPIRED
+    assert join.resolve(_outcome("d1"), _locate)[0] == LATE
+
+
+def test_a_recovered_decision_enters_the_table_unless_it_is_already_known() -> None:
+    join = _join()
+    join.resolve(_outcome("d1"), _locate)
+    assert not join.recovered("d1", Pending(0, 0, 1.0))  # answered already
+    assert not join.recovered("d2", Pending(0, 0, 1.0))  # pending already
+    assert join.recovered("d9", Pending(2, 3, 13.0))
+    assert join.knows("d9")
+    assert join.resolve(_outcome("d9"), _locate) == (MATCHED, 2, 3)
