@@ -10,13 +10,13 @@ KPS_VERSION="${KPS_VERSION:-88.6.4}"
 HELM="${HELM:-helm}"
 here="$(cd "$(dirname "$0")" && pwd)"
 
-# Strimzi cluster operator; it watches every namespace so the app's Kafka,
-# KafkaNodePool, KafkaTopic and KafkaUser objects are reconciled wherever the
-# chart is installed.
+# Strimzi cluster operator, watching every namespace and not copying the labels
+# that change per deploy onto broker pods (k8s/strimzi-values.yaml). skaffold
+# leaves this release alone: only `make kind-down` removes it.
 "$HELM" upgrade --install strimzi oci://quay.io/strimzi-helm/strimzi-kafka-operator \
   --version "$STRIMZI_VERSION" --kube-context "$KUBE_CONTEXT" \
   --namespace strimzi --create-namespace \
-  --set watchAnyNamespace=true --wait --timeout 10m
+  --values "$here/strimzi-values.yaml" --wait --timeout 10m
 
 # Prometheus operator, Prometheus and Grafana: picks up the chart's
 # ServiceMonitor/PrometheusRule (label release=kube-prometheus-stack) and its

@@ -12,6 +12,7 @@ KPS_VERSION    := 88.6.4
 KIND_CLUSTER   := dynpricing
 KUBE_CONTEXT   := kind-$(KIND_CLUSTER)
 APP_NAMESPACE  := dynpricing
+CONTAINER_ENGINE ?= docker
 
 HELM3   := $(TOOLS_DIR)/helm3/helm
 HELM4   := $(TOOLS_DIR)/helm4/helm
@@ -64,14 +65,11 @@ kind-up: kind helm ## create the local kind cluster
 kind-down: kind ## delete the local kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
-# Build the three images, load them into kind and install the chart once.
+# Build the three images, load them into kind and install or upgrade the chart;
+# each image is tagged with its content, so only changed services roll.
 deploy: kind helm ## build images, load them into kind, install the chart
-	for t in engine producer simulator; do \
-	  docker build --target $$t -t dynpricing-$$t:dev . && \
-	  $(KIND) load docker-image dynpricing-$$t:dev --name $(KIND_CLUSTER); done
-	$(HELM3) upgrade --install dynpricing charts/dynamic-pricing --kube-context $(KUBE_CONTEXT) \
-	  -n $(APP_NAMESPACE) --create-namespace -f k8s/kind-values.yaml --wait --timeout 10m \
-	  --set engine.image.tag=dev --set producer.image.tag=dev --set simulator.image.tag=dev
+	KUBE_CONTEXT=$(KUBE_CONTEXT) KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(APP_NAMESPACE) \
+	  CONTAINER_ENGINE=$(CONTAINER_ENGINE) HELM=$(HELM3) KIND=$(KIND) bash k8s/deploy.sh
 
 dev: kind helm ## skaffold dev loop on the kind cluster
 	PATH=$(TOOLS_DIR)/helm3:$(TOOLS_DIR)/bin:$$PATH skaffold dev -p kind --kube-context $(KUBE_CONTEXT)

@@ -116,6 +116,32 @@ def _render_text(helm: str, scenario: str, kube_version: str) -> str:
     return result.stdout
 
 
+def helm_template(
+    release: str,
+    *values: Path,
+    sets: tuple[str, ...] = (),
+    chart: Path = CHART,
+    helm: str = "helm3",
+) -> subprocess.CompletedProcess[str]:
+    """``helm template`` of a chart with any release name, values files and ``--set``s."""
+    args: list[str | Path] = [tool(helm), "template", release, chart, "--namespace", NAMESPACE]
+    args += ["--kube-version", KUBE_VERSIONS[-1]]
+    for path in values:
+        args += ["--values", path]
+    for item in sets:
+        args += ["--set", item]
+    return run(args)
+
+
+def render_release(
+    release: str, *values: Path, sets: tuple[str, ...] = (), chart: Path = CHART
+) -> list[Manifest]:
+    """Objects ``helm template`` renders; a failed render fails the test with helm's words."""
+    result = helm_template(release, *values, sets=sets, chart=chart)
+    assert result.returncode == 0, f"helm template {release} failed:\n{result.stderr}"
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
 def render(helm: str, scenario: str, kube_version: str = KUBE_VERSIONS[-1]) -> list[Manifest]:
     """Objects that ``helm template`` renders for a ci/ scenario (hooks included)."""
     docs = yaml.safe_load_all(_render_text(helm, scenario, kube_version))
@@ -247,12 +273,21 @@ _IDENT = re.compile(r"(?<![\w.:$])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\()?")
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 
 
+# Template variables as under docker-compose: every location, and no namespace
+# label (Grafana's "None" option, an empty value, matches series without one).
+GRAFANA_TEMPLATE_DEFAULTS = {"location": ".*", "namespace": ""}
+_AGGREGATION = re.compile(
+    r"\b(sum|max|min|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)"
+    r"\s*(?:(by|without)\s*\(([^)]*)\))?\s*\("
+)
+
+
 def grafana_to_promql(expr: str, template_values: dict[str, str] | None = None) -> str:
     """A dashboard expression with Grafana's variables replaced by plain values."""
     out = expr
     for var, value in GRAFANA_VARS.items():
         out = out.replace(var, value)
-    for var, value in (template_values or {"location": ".*"}).items():
+    for var, value in (template_values or GRAFANA_TEMPLATE_DEFAULTS).items():
         out = out.replace(f"${{{var}}}", value).replace(f"${var}", value)
     return out
 
@@ -271,6 +306,17 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+def aggregations_dropping(label: str, expr: str) -> list[str]:
+    """The aggregations in ``expr`` whose result no longer tells ``label`` apart."""
+    dropping = []
+    for match in _AGGREGATION.finditer(expr):
+        mode, labels = match.group(2), {x.strip() for x in (match.group(3) or "").split(",")}
+        keeps = (mode == "by" and label in labels) or (mode == "without" and label not in labels)
+        if not keeps:
+            dropping.append(match.group(0))
+    return dropping
 
 
 def promql_parse_errors(promtool: Path, exprs: dict[str, str], tmp: Path) -> str:

@@ -17,6 +17,7 @@ import yaml
 
 from tests.deploy.support import (
     CHART,
+    aggregations_dropping,
     contract,
     dashboards,
     grafana_to_promql,
@@ -174,6 +175,7 @@ def test_overview_dashboard_shows_what_issue_5_asks_for() -> None:
         "dynpricing_decision_latency_seconds_bucket",
         "dynpricing_snapshot_age_seconds",
         "dynpricing_consumer_lag",
+        "dynpricing_arm_pulls",
     ):
         assert metric in exprs, metric
     assert "histogram_quantile(0.5," in exprs
@@ -184,3 +186,28 @@ def test_overview_dashboard_shows_what_issue_5_asks_for() -> None:
 def test_promql_parse_check_rejects_a_broken_query(tmp_path: Path) -> None:
     errors = promql_parse_errors(tool("promtool"), {"bad": "sum(rate(x[5m])"}, tmp_path)
     assert errors
+
+
+def test_every_dashboard_query_keeps_to_the_chosen_namespace() -> None:
+    """Two releases in two namespaces must not add up on one panel."""
+    for where, expr in dashboard_exprs().items():
+        selectors = re.findall(r"\b(dynpricing_\w+)(\{[^}]*\})?", expr)
+        assert selectors, where
+        for name, matchers in selectors:
+            assert 'namespace=~"$namespace"' in matchers, f"{where}: {name}"
+        assert not aggregations_dropping("namespace", expr), where
+    dash = dashboards()["pricing-overview.json"]
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert "namespace" in variables["namespace"]["query"]["query"]
+
+
+def test_every_alert_keeps_namespaces_apart() -> None:
+    for rule in alert_rules():
+        assert not aggregations_dropping("namespace", rule["expr"]), rule["alert"]
+
+
+def test_aggregation_check_sees_what_a_query_drops() -> None:
+    assert aggregations_dropping("namespace", "sum(rate(x[5m]))") == ["sum("]
+    assert aggregations_dropping("namespace", "sum by (topic) (x)")
+    assert not aggregations_dropping("namespace", "max by (namespace, le) (x)")
+    assert not aggregations_dropping("namespace", "sum without (instance) (x)")

@@ -18,6 +18,8 @@ from tests.deploy.support import (
     CHART,
     HELM_MAJORS,
     KUBE_VERSIONS,
+    NAMESPACE,
+    REPO,
     SCENARIOS,
     SERVICES,
     Manifest,
@@ -25,6 +27,7 @@ from tests.deploy.support import (
     contract,
     one,
     render,
+    render_release,
     run,
     scenario_file,
     tool,
@@ -360,6 +363,7 @@ def render_notes(scenario: str, tmp_path: Path) -> str:
     """NOTES.txt as `helm install` would print it (`helm template` skips it): a copy
     of the chart renders it through `tpl` into a ConfigMap."""
     chart = tmp_path / "chart"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copytree(CHART, chart)
     (chart / "templates" / "NOTES.txt").rename(chart / "notes.txt")
     (chart / "templates" / "zz-notes.yaml").write_text(
@@ -420,3 +424,165 @@ def test_helm_binaries_are_the_pinned_versions(helm: str) -> None:
     result = run([tool(helm), "version", "--short"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(major_minor), (result.stdout, pinned.group(1))
+
+
+# --- what a real install runs into ----------------------------------------------
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def ingress_allowed(
+    policies: list[Manifest],
+    target: dict[str, str],
+    source: dict[str, str],
+    source_namespace: str,
+    port: str,
+) -> bool:
+    """NetworkPolicy semantics for ingress to ``target`` (a pod in NAMESPACE) from a
+    pod with labels ``source`` in ``source_namespace``, on a named container port."""
+    namespace_labels = {"kubernetes.io/metadata.name": source_namespace}
+    selecting = [p for p in policies if selects(p["spec"]["podSelector"], target)]
+    if not any("Ingress" in p["spec"].get("policyTypes", ["Ingress"]) for p in selecting):
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") == port for p in ports):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                ns_ok = (
+                    selects(peer["namespaceSelector"], namespace_labels)
+                    if "namespaceSelector" in peer
+                    else source_namespace == NAMESPACE
+                )
+                pod_ok = selects(peer.get("podSelector", {}), source)
+                if ns_ok and pod_ok and ("ipBlock" not in peer):
+                    return True
+    return False
+
+
+def test_helm_test_pod_gets_through_the_charts_network_policy() -> None:
+    manifests = render("helm3", "full-values")
+    policies = by_kind(manifests, "NetworkPolicy")
+    assert policies
+    engine = deployments(manifests)["engine"]["spec"]["template"]["metadata"]["labels"]
+    test_pod = one(manifests, "Pod")["metadata"]["labels"]
+    assert ingress_allowed(policies, engine, test_pod, NAMESPACE, "http")
+    # ... while the policy still keeps everyone else out, and Prometheus in
+    assert not ingress_allowed(policies, engine, {"app": "other"}, NAMESPACE, "http")
+    assert not ingress_allowed(policies, engine, test_pod, "elsewhere", "http")
+    assert ingress_allowed(policies, engine, {"app": "prometheus"}, "monitoring", "http")
+
+
+def test_kafka_user_may_use_every_consumer_group_of_the_services() -> None:
+    """With authorization on, a group the ACLs miss fails its first fetch: the engine
+    re-reads its own decisions after a restart under "<GROUP_ID>-recovery"."""
+    sources = "".join(
+        p.read_text(encoding="utf-8") for p in (REPO / "services" / "dynpricing").rglob("*.py")
+    )
+    assert '.group_id}-recovery"' in sources, "the engine's recovery group is named elsewhere"
+    manifests = render("helm3", "full-values")
+    acls = one(manifests, "KafkaUser")["spec"]["authorization"]["acls"]
+    groups = {
+        a["resource"]["name"]: set(a["operations"])
+        for a in acls
+        if a["resource"]["type"] == "group"
+    }
+    engine = env_of(manifests, "engine")["DYNPRICING_ENGINE_GROUP_ID"]
+    simulator = env_of(manifests, "simulator")["DYNPRICING_SIMULATOR_GROUP_ID"]
+    for group in (engine, f"{engine}-recovery", simulator):
+        assert {"Read", "Describe"} <= groups.get(group, set()), group
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_services_listen_beyond_the_pod_and_leave_topics_to_their_owner(scenario: str) -> None:
+    """The services bind 127.0.0.1 unless told otherwise (probes and Prometheus come
+    from outside the container), and a service creating a topic itself races the
+    Topic Operator with the wrong partitions and replication factor."""
+    manifests = render("helm3", scenario)
+    for component in deployments(manifests):
+        p = f"DYNPRICING_{component.upper()}_"
+        env = env_of(manifests, component)
+        assert env[p + "HTTP_HOST"] == "0.0.0.0"  # noqa: S104 - what the test checks
+        assert env[p + "CREATE_TOPICS"] == "false"
+    for kafka in by_kind(manifests, "Kafka"):
+        assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+
+
+def test_probes_let_a_service_wait_for_kafka_without_being_restarted() -> None:
+    """Liveness and startup ask /healthz (served before Kafka is reached), never
+    /readyz, so a broker still starting keeps pods unready, not crash-looping."""
+    for deployment in by_kind(render("helm3", "default-values"), "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("startupProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["path"] == "/healthz", probe
+
+
+def test_config_checksum_restarts_only_the_component_whose_config_changed(
+    tmp_path: Any,
+) -> None:
+    helm = tool("helm3")
+    extra = tmp_path / "producer.yaml"
+    extra.write_text("producer:\n  settings:\n    rate: 75\n")
+
+    def checksums(*values: Any) -> dict[str, str]:
+        args: list[Any] = [helm, "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1]]
+        for v in values:
+            args += ["--values", v]
+        result = run(args)
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return {
+            c: str(d["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+            for c, d in deployments(docs).items()
+        }
+
+    before, after = checksums(), checksums(extra)
+    assert before["producer"] != after["producer"]
+    assert before["engine"] == after["engine"]
+    assert before["simulator"] == after["simulator"]
+
+
+def test_notes_say_the_default_images_must_be_built_and_pushed(tmp_path: Path) -> None:
+    notes = render_notes("default-values", tmp_path)
+    for component in SERVICES:
+        assert f"dynpricing-{component}:0.1.0" in notes
+    assert "docker build --target engine" in notes
+    assert "push" in notes
+    digests = render_notes("full-values", tmp_path / "full")
+    assert "docker build --target" not in digests
+
+
+def test_notes_tell_what_a_reinstall_meets_in_the_kept_kafka_volumes(tmp_path: Path) -> None:
+    notes = render_notes("default-values", tmp_path)
+    assert (
+        "kubectl -n dynpricing delete pvc -l strimzi.io/cluster=dp-dynamic-pricing-kafka" in notes
+    )
+    assert "cluster id" in notes.lower()
+    ephemeral = render_notes("strimzi-tls-user-values", tmp_path / "ephemeral")
+    assert "delete pvc -l strimzi.io/cluster" not in ephemeral
+
+
+def test_kafka_can_be_paused_for_a_reinstall_that_keeps_its_volumes() -> None:
+    paused = render_release("dp", sets=("kafka.strimzi.paused=true",))
+    annotations = one(paused, "Kafka")["metadata"]["annotations"]
+    assert annotations == {"strimzi.io/pause-reconciliation": "true"}
+    assert "annotations" not in one(render("helm3", "default-values"), "Kafka")["metadata"]

@@ -9,7 +9,10 @@ target that exists and injects each image into the chart's values.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -95,6 +98,29 @@ def test_compose_services_use_contract_names_and_ports() -> None:
         assert port == c.ports[name]
         assert f"127.0.0.1:{port}:{port}" in svc["ports"]
         assert svc["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
+        # reachable through the published port, and kafka-topics owns the topics
+        assert env[f"DYNPRICING_{name.upper()}_HTTP_HOST"] == "0.0.0.0"  # noqa: S104
+        assert env[f"DYNPRICING_{name.upper()}_CREATE_TOPICS"] == "false"
+
+
+def test_compose_restarts_every_long_running_service() -> None:
+    for name, svc in compose()["services"].items():
+        if name == "kafka-topics":
+            assert svc["restart"] == "no"
+        else:
+            assert svc.get("restart") in {"unless-stopped", "always"}, name
+
+
+@pytest.mark.tools
+def test_compose_prometheus_is_the_version_whose_promtool_checks_the_rules() -> None:
+    """The rules and scrape config are checked with promtool in `make test`; the
+    Prometheus compose runs must be the same version."""
+    result = run([tool("promtool"), "--version"])
+    assert result.returncode == 0, result.stderr
+    version = re.search(r"version (\d+\.\d+\.\d+)", result.stdout + result.stderr)
+    assert version, result.stdout
+    image = compose()["services"]["prometheus"]["image"]
+    assert image == f"prom/prometheus:v{version.group(1)}"
 
 
 def test_compose_keeps_engine_state_on_a_volume() -> None:
@@ -211,16 +237,35 @@ def test_skaffold_injects_every_image_into_the_chart() -> None:
         assert {"repository", "tag"} <= set(values[component]["image"])
 
 
-def test_skaffold_app_requires_the_pinned_strimzi_operator() -> None:
-    docs = {d["metadata"]["name"]: d for d in skaffold_docs()}
-    app = docs["dynpricing"]
-    required = {c for r in app["requires"] for c in r["configs"]}
-    assert "strimzi-operator" in required
-    strimzi = docs["strimzi-operator"]["deploy"]["helm"]["releases"][0]
-    assert strimzi["remoteChart"].startswith("oci://")
-    assert re.fullmatch(r"1\.\d+\.\d+", strimzi["version"]), strimzi["version"]
+def operator_release() -> str:
+    """Name of the Strimzi operator release that `make kind-up` installs."""
+    script = (REPO / "k8s" / "install-platform.sh").read_text(encoding="utf-8")
+    match = re.search(r"upgrade --install (\S+) oci://quay\.io/strimzi-helm/", script)
+    assert match, "install-platform.sh installs no Strimzi operator"
+    return match.group(1)
+
+
+def test_skaffold_leaves_the_operator_that_kind_up_installed_alone() -> None:
+    """skaffold's cleanup uninstalls every release it deployed: deploying the
+    operator from skaffold would remove it (and its CRDs' users) after `skaffold dev`."""
+    for doc in skaffold_docs():
+        for release in doc.get("deploy", {}).get("helm", {}).get("releases", []):
+            assert release["name"] != operator_release(), doc["metadata"]["name"]
+            assert "strimzi-kafka-operator" not in release.get("remoteChart", "")
     chart_annotations = yaml.safe_load((CHART / "Chart.yaml").read_text())["annotations"]
-    assert chart_annotations["dynpricing.io/strimzi-version"] == strimzi["version"]
+    assert chart_annotations["dynpricing.io/strimzi-version"] == deploy_mk_variable(
+        "STRIMZI_VERSION"
+    )
+
+
+def test_skaffold_waits_as_long_as_a_fresh_cluster_takes() -> None:
+    app = next(d for d in skaffold_docs() if d["metadata"]["name"] == "dynpricing")
+    flags = app["deploy"]["helm"]["flags"]
+    for command in ("install", "upgrade"):
+        timeout = flags[command][flags[command].index("--timeout") + 1]
+        assert re.fullmatch(r"\d+m", timeout), timeout
+        assert int(timeout[:-1]) >= 10, timeout
+    assert app["deploy"]["statusCheckDeadlineSeconds"] >= 600
 
 
 def test_skaffold_has_a_kind_profile_using_existing_values() -> None:
@@ -270,9 +315,77 @@ def test_platform_versions_agree_everywhere() -> None:
     docs = (REPO / "k8s" / "README.md").read_text(encoding="utf-8")
     assert f"--version {strimzi}" in docs
     assert f"--version {kps}" in docs
-    skaffold = next(d for d in skaffold_docs() if d["metadata"]["name"] == "strimzi-operator")
-    assert skaffold["deploy"]["helm"]["releases"][0]["version"] == strimzi
     kind_config = yaml.safe_load((REPO / "k8s" / "kind-cluster.yaml").read_text())
     assert f"kind-{kind_config['name']}" == deploy_mk_variable("KUBE_CONTEXT").replace(
         "$(KIND_CLUSTER)", deploy_mk_variable("KIND_CLUSTER")
     )
+
+
+# --- make deploy ------------------------------------------------------------------
+
+STUB_ENGINE = """#!/bin/sh
+# A container engine double: an image's id is the hash of its service's source.
+echo "engine $*" >> "$STUB_LOG"
+if [ "$1" = image ] && [ "$2" = inspect ]; then
+  service=$(echo "$5" | sed 's/^dynpricing-//; s/:build$//')
+  echo "sha256:$(sha256sum "$STUB_SOURCES/$service" | cut -c1-64)"
+fi
+"""
+STUB_RECORDER = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$STUB_LOG"
+"""
+
+
+def make_deploy(tmp: Path, sources: dict[str, str]) -> dict[str, str]:
+    """Run `make deploy` with a recording container engine, kind and helm; return
+    the image tag each service was installed with."""
+    src = tmp / "sources"
+    src.mkdir(exist_ok=True)
+    for service, content in sources.items():
+        (src / service).write_text(content)
+    stubs = {"engine": STUB_ENGINE, "kind": STUB_RECORDER, "helm": STUB_RECORDER}
+    for name, text in stubs.items():
+        (tmp / name).write_text(text)
+        (tmp / name).chmod(0o755)
+    log = tmp / "calls.log"
+    log.write_text("")
+    env = {**os.environ, "STUB_LOG": str(log), "STUB_SOURCES": str(src)}
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-f",
+            "tools/deploy.mk",
+            "deploy",
+            f"CONTAINER_ENGINE={tmp / 'engine'}",
+            f"KIND={tmp / 'kind'}",
+            f"HELM3={tmp / 'helm'}",
+            f"HELM4={tmp / 'helm'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    helm = [line for line in log.read_text().splitlines() if line.startswith("helm upgrade")]
+    assert len(helm) == 1, log.read_text()
+    tags = dict(re.findall(r"--set (\w+)\.image\.tag=(\S+)", helm[0]))
+    loaded = re.findall(r"^kind load docker-image (\S+)", log.read_text(), re.MULTILINE)
+    assert sorted(loaded) == sorted(f"dynpricing-{s}:{t}" for s, t in tags.items())
+    return tags
+
+
+def test_make_deploy_tags_each_image_by_its_content(tmp_path: Path) -> None:
+    first = make_deploy(tmp_path, {s: f"{s} v1" for s in SERVICES})
+    assert set(first) == set(SERVICES)
+    assert len(set(first.values())) == len(SERVICES)
+    changed = make_deploy(tmp_path, {**{s: f"{s} v1" for s in SERVICES}, "producer": "v2"})
+    assert changed["producer"] != first["producer"]
+    assert {s: changed[s] for s in ("engine", "simulator")} == {
+        s: first[s] for s in ("engine", "simulator")
+    }
+    again = make_deploy(tmp_path, {**{s: f"{s} v1" for s in SERVICES}, "producer": "v2"})
+    assert again == changed

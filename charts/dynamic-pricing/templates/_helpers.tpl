@@ -93,10 +93,36 @@ set, otherwise ":tag" (the chart's appVersion when the tag is empty).
 {{- end }}
 
 {{/*
-Name of the Strimzi Kafka cluster.
+Name of the Strimzi Kafka cluster. Strimzi derives DNS-label names (at most 63
+characters) from it, the longest being "<cluster>-entity-topic-operator-config"
+(29 more), so it has at most 34 characters: "<fullname>-kafka" with the full
+name cut to 28. values.schema.json holds a given clusterName to the same 34.
 */}}
 {{- define "dynpricing.kafkaClusterName" -}}
-{{- default (include "dynpricing.componentName" (dict "root" . "component" "kafka")) .Values.kafka.strimzi.clusterName }}
+{{- $full := include "dynpricing.fullname" . | trunc 28 | trimSuffix "-" }}
+{{- default (printf "%s-kafka" $full) .Values.kafka.strimzi.clusterName }}
+{{- end }}
+
+{{/*
+Name of the KafkaNodePool. Broker pods are "<cluster>-<pool>-<node id>": with a
+cluster name of at most 34 characters and node ids below 1000, a pool name of at
+most 24 (values.schema.json) keeps the pod name, its hostname, within 63.
+*/}}
+{{- define "dynpricing.kafkaPoolName" -}}
+{{- .Values.kafka.strimzi.poolName }}
+{{- end }}
+
+{{/*
+Labels of the Strimzi custom resources. Strimzi copies a custom resource's
+labels onto the pods it creates, and a changed pod label rolls the brokers: only
+labels that stay the same for the life of the release (no chart version, no
+commonLabels).
+*/}}
+{{- define "dynpricing.strimziLabels" -}}
+{{ include "dynpricing.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: dynamic-pricing
 {{- end }}
 
 {{/*
@@ -149,6 +175,11 @@ Directory the Kafka TLS files are mounted at.
 {{/*
 Kafka and topic settings shared by all services, as "KEY: value" pairs for the
 ConfigMap (non-secret values only). Argument: dict root, prefix.
+The services listen on every interface (probes and Prometheus come from outside
+the container; they bind 127.0.0.1 by default) and never create topics: Strimzi's
+KafkaTopics make them, or whoever runs the external brokers; a service would
+create them with its own partitions and replication factor, racing the Topic
+Operator. Until the topics exist a service waits, not ready.
 */}}
 {{- define "dynpricing.commonConfig" -}}
 {{- $root := .root }}
@@ -189,6 +220,8 @@ ConfigMap (non-secret values only). Argument: dict root, prefix.
 {{ $p }}TOPICS__OUTCOMES: {{ $v.topics.outcomes.name | quote }}
 {{ $p }}TOPICS__DEAD_LETTERS: {{ $v.topics.deadLetters.name | quote }}
 {{ $p }}HTTP_PORT: {{ $v.httpPort | quote }}
+{{ $p }}HTTP_HOST: "0.0.0.0"
+{{ $p }}CREATE_TOPICS: "false"
 {{ $p }}LOG_LEVEL: {{ $v.logging.level | quote }}
 {{ $p }}LOG_FORMAT: {{ $v.logging.format | quote }}
 {{- end }}
@@ -278,5 +311,55 @@ Volumes holding the Kafka TLS files (CA and client certificate), if any.
 - name: kafka-user
   mountPath: {{ $dir }}/user
   readOnly: true
+{{- end }}
+{{- end }}
+
+
+{{/*
+The ConfigMap data of one component (dict root, component): the shared Kafka and
+topic settings plus its own. Its checksum annotates only that component's pods,
+so a change restarts just the component it concerns.
+*/}}
+{{- define "dynpricing.configData" -}}
+{{- $root := .root }}
+{{- $component := .component }}
+{{- $c := index $root.Values $component }}
+{{- $p := printf "DYNPRICING_%s_" (upper $component) }}
+{{- include "dynpricing.commonConfig" (dict "root" $root "prefix" $p) | trim }}
+{{- with $c.settings }}
+{{- if eq $component "engine" }}
+{{ $p }}STATE_PATH: {{ printf "%s/bandit_stats.json" $c.persistence.mountPath | quote }}
+{{ $p }}GROUP_ID: {{ .groupId | quote }}
+{{ $p }}PRICES: {{ .prices | toJson | quote }}
+{{ $p }}BASE_PRICES: {{ .basePrices | toJson | quote }}
+{{ $p }}LOCATIONS: {{ .locations | toJson | quote }}
+{{- if .policy }}
+{{ $p }}POLICY: {{ .policy | quote }}
+{{- end }}
+{{ $p }}OBJECTIVE: {{ .objective | quote }}
+{{ $p }}PRIOR_ALPHA: {{ .priorAlpha | toJson | quote }}
+{{ $p }}PRIOR_BETA: {{ .priorBeta | toJson | quote }}
+{{- if not (kindIs "invalid" .halfLifeS) }}
+{{ $p }}HALF_LIFE_S: {{ .halfLifeS | toJson | quote }}
+{{- end }}
+{{ $p }}SNAPSHOT_INTERVAL_S: {{ .snapshotIntervalS | toJson | quote }}
+{{ $p }}DECISION_TIMEOUT_S: {{ .decisionTimeoutS | toJson | quote }}
+{{ $p }}EXPIRED_AS: {{ .expiredAs | quote }}
+{{ $p }}MAX_PENDING: {{ .maxPending | int64 | quote }}
+{{ $p }}BATCH_SIZE: {{ .batchSize | int64 | quote }}
+{{- else if eq $component "producer" }}
+{{ $p }}RATE: {{ .rate | toJson | quote }}
+{{ $p }}COUNT: {{ .count | int64 | quote }}
+{{ $p }}LOCATIONS: {{ .locations | toJson | quote }}
+{{- else }}
+{{ $p }}GROUP_ID: {{ .groupId | quote }}
+{{- if .marketPath }}
+{{ $p }}MARKET_PATH: {{ .marketPath | quote }}
+{{- end }}
+{{ $p }}DELAY_MEAN_S: {{ .delayMeanS | toJson | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" .seed) }}
+{{ $p }}SEED: {{ .seed | int64 | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
