@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,27 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield layout.bootstrap
     finally:
         broker.stop(layout, proc)
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Any]]:
+    """``secured_kafka("sasl-scram")`` or ``("mtls")``: a secured local broker, one per mode.
+
+    Each starts on first use and serves the whole session (a start takes seconds,
+    the certificates are made once); tests use unique topics and groups on it.
+    """
+    from tests.security_support import SecuredBroker  # noqa: PLC0415 - needs the broker module
+
+    started: dict[str, SecuredBroker] = {}
+
+    def get(mode: str) -> SecuredBroker:
+        if mode not in started:
+            started[mode] = SecuredBroker.start(mode, tmp_path_factory.mktemp(f"kafka-{mode}"))  # type: ignore[arg-type]
+        return started[mode]
+
+    yield get
+    for secured in started.values():
+        secured.stop()
 
 
 @pytest.fixture

@@ -24,6 +24,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dynpricing.security import local
+from dynpricing.security.local import SecurityMode
+
+if TYPE_CHECKING:
+    from dynpricing.security.permissions import Names
 
 KAFKA_VERSION = "4.4.0"
 DEFAULT_PORT = 9092
@@ -62,6 +69,7 @@ class BrokerLayout:
     port: int = DEFAULT_PORT
     root: Path = field(default_factory=repo_root)
     data_dir: Path | None = None
+    security: SecurityMode = "plaintext"
 
     @property
     def controller_port(self) -> int:
@@ -87,6 +95,24 @@ class BrokerLayout:
     def log_file(self) -> Path:
         return self.data / LOG_FILE
 
+    @property
+    def files(self) -> local.SecurityFiles:
+        """Certificates, keys and each role's client settings (secured modes)."""
+        return local.SecurityFiles(self.data)
+
+    def client_env(self, role: str) -> dict[str, str]:
+        """A role's ``DYNPRICING_<ROLE>_KAFKA__*`` settings, as written to its env file."""
+        if self.security == "plaintext":
+            return {f"{local.env_prefix(role)}KAFKA__BOOTSTRAP_SERVERS": self.bootstrap}
+        return local.read_env_file(self.files.env_file(role))
+
+    def admin_config(self) -> dict[str, str | int | float | bool]:
+        """librdkafka settings of the super user (plaintext: just the address)."""
+        from dynpricing.settings import librdkafka_config  # noqa: PLC0415
+
+        admin = local.ADMIN_ROLE
+        return librdkafka_config(local.kafka_settings_from_env(self.client_env(admin), admin))
+
 
 def fetch_jars(layout: BrokerLayout) -> Path:
     """Download the pinned broker jars once; later calls find them in the cache."""
@@ -104,8 +130,12 @@ def fetch_jars(layout: BrokerLayout) -> Path:
     return layout.libs_dir
 
 
-def server_properties(layout: BrokerLayout) -> str:
-    """Single-node settings: every internal topic with replication factor 1."""
+def server_properties(layout: BrokerLayout, material: local.Secrets | None = None) -> str:
+    """Single-node settings: every internal topic with replication factor 1.
+
+    The secured modes replace the listeners and add TLS, SASL and the
+    authorizer (:func:`dynpricing.security.local.listener_properties`).
+    """
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -128,6 +158,16 @@ def server_properties(layout: BrokerLayout) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.flush.interval.ms": "1000",
     }
+    if layout.security != "plaintext":
+        props.update(
+            local.listener_properties(
+                layout.security, layout.files, HOST, layout.port, layout.controller_port
+            )
+        )
+    if layout.security == "sasl-scram":
+        if material is None:
+            raise BrokerError("a SASL broker needs its credentials")
+        props.update(local.scram_properties(material))
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
@@ -177,22 +217,32 @@ def cluster_id() -> str:
             return candidate
 
 
-def prepare(layout: BrokerLayout, *, fresh: bool) -> None:
-    """Write the config and format KRaft storage (wiping old data when ``fresh``)."""
+def prepare(layout: BrokerLayout, *, fresh: bool) -> local.Secrets | None:
+    """Write the config and format KRaft storage (wiping old data when ``fresh``).
+
+    In a secured mode, first make (or find, with ``fresh=False``) the CA, the
+    certificates and the passwords; they are returned for provisioning.
+    """
     if fresh and layout.data.exists():
         shutil.rmtree(layout.data)
     layout.data.mkdir(parents=True, exist_ok=True)
+    material = None
+    if layout.security != "plaintext":
+        material = local.make_material(layout.security, layout.files)
+        local.write_client_files(layout.security, layout.files, layout.bootstrap, material)
     config = layout.data / "server.properties"
-    config.write_text(server_properties(layout))
+    local.write_private(config, server_properties(layout, material).encode())
     (layout.data / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
     if (layout.data / "logs" / "meta.properties").is_file():
-        return
+        return material
+    extra = local.format_arguments(layout.security, material) if material else []
     cmd = _java_cmd(
-        layout, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(config)
+        layout, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(config), *extra
     )
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+    return material
 
 
 def log_tail(layout: BrokerLayout, lines: int = LOG_TAIL_LINES) -> str:
@@ -215,10 +265,10 @@ def read_pid(layout: BrokerLayout) -> int | None:
     return pid
 
 
-def _is_ready(bootstrap: str) -> bool:
+def _is_ready(layout: BrokerLayout) -> bool:
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - keeps `kafka down` light
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
+    admin = AdminClient({**layout.admin_config(), "socket.timeout.ms": 2000, "log_level": 0})
     try:
         metadata = admin.list_topics(timeout=2)
     except Exception:
@@ -231,23 +281,27 @@ def _wait_ready(layout: BrokerLayout, proc: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BrokerError(f"Kafka broker exited with {proc.returncode}:\n{log_tail(layout)}")
-        if _is_ready(layout.bootstrap):
+        if _is_ready(layout):
             return
         time.sleep(POLL_INTERVAL_S)
     stop(layout, proc)
     raise BrokerError(f"Kafka broker not ready after {READY_TIMEOUT_S:.0f}s:\n{log_tail(layout)}")
 
 
-def start(layout: BrokerLayout, *, fresh: bool = True) -> subprocess.Popen[bytes]:
+def start(
+    layout: BrokerLayout, *, fresh: bool = True, names: Names | None = None
+) -> subprocess.Popen[bytes]:
     """Start the broker (fetching jars first if needed); return its process once it is ready.
 
     Keep the returned handle and pass it to :func:`stop` when this process owns the
     broker; ``dynpricing kafka up`` lets it go and ``down`` finds it by its pid file.
+    A secured broker is ready once every role's user and ACLs (for ``names``, by
+    default the ones the services' settings give) are in place.
     """
     if read_pid(layout) is not None:
         raise BrokerError(f"a broker is already running for {layout.data} (pid file {PID_FILE})")
     fetch_jars(layout)
-    prepare(layout, fresh=fresh)
+    material = prepare(layout, fresh=fresh)
     config = str(layout.data / "server.properties")
     with layout.log_file.open("ab") as log:
         proc = subprocess.Popen(
@@ -259,7 +313,40 @@ def start(layout: BrokerLayout, *, fresh: bool = True) -> subprocess.Popen[bytes
         )
     layout.pid_file.write_text(str(proc.pid))
     _wait_ready(layout, proc)
+    if material is not None:
+        try:
+            _provision(layout, material, names)
+        except Exception:
+            stop(layout, proc)
+            raise
     return proc
+
+
+def _provision(layout: BrokerLayout, material: local.Secrets, names: Names | None) -> None:
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - keeps `kafka down` light
+
+    from dynpricing.security import permissions, provision  # noqa: PLC0415
+
+    admin = AdminClient(layout.admin_config())
+    roles = {
+        local.principal_name(r.name): r for r in permissions.roles(names or configured_names())
+    }
+    try:
+        if layout.security == "sasl-scram":
+            users = {local.principal_name(r): material.roles[r] for r in permissions.ROLE_NAMES}
+            provision.create_scram_users(admin, users)
+        provision.grant(admin, roles)
+    except provision.ProvisionError as exc:
+        raise BrokerError(str(exc)) from exc
+
+
+def configured_names() -> Names:
+    """Topic and group names as the services' settings (environment included) give them."""
+    from dynpricing.security.permissions import Names  # noqa: PLC0415
+    from dynpricing.settings import EngineSettings, SimulatorSettings  # noqa: PLC0415
+
+    engine = EngineSettings()
+    return Names.from_settings(engine.topics, engine.group_id, SimulatorSettings().group_id)
 
 
 def _wait_gone(pid: int, timeout_s: float, reap: Callable[[], None]) -> bool:
@@ -322,5 +409,5 @@ def status(layout: BrokerLayout) -> str:
     pid = read_pid(layout)
     if pid is None:
         return f"no local broker running (data dir {layout.data})"
-    state = "ready" if _is_ready(layout.bootstrap) else "not answering"
+    state = "ready" if _is_ready(layout) else "not answering"
     return f"broker pid {pid} on {layout.bootstrap}: {state}"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dynpricing import broker
+from dynpricing.security import local
 
 # subcommand -> module whose ``main(argv) -> int`` runs it
 DELEGATED = {
@@ -23,6 +24,7 @@ DELEGATED = {
     "bench": "dynpricing.bench.cli",
     "topics": "dynpricing.topics",
     "run": "dynpricing.run.cli",
+    "permissions": "dynpricing.security.cli",
 }
 
 
@@ -37,12 +39,18 @@ def _kafka(argv: Sequence[str]) -> int:
         "--under", type=Path, default=None, help="reap: stop every broker with data below this"
     )
     parser.add_argument(
+        "--security",
+        choices=local.SECURITY_MODES,
+        default="plaintext",
+        help="up: plaintext, sasl-scram (SASL_SSL) or mtls (TLS client certificates)",
+    )
+    parser.add_argument(
         "--keep-data",
         action="store_true",
         help="restart on the existing data directory instead of starting from scratch",
     )
     args = parser.parse_args(argv)
-    layout = broker.BrokerLayout(port=args.port, data_dir=args.data_dir)
+    layout = broker.BrokerLayout(port=args.port, data_dir=args.data_dir, security=args.security)
     try:
         if args.action == "reap":
             count = broker.stop_all_under(args.under or layout.root / ".run")
@@ -52,6 +60,7 @@ def _kafka(argv: Sequence[str]) -> int:
         elif args.action == "up":
             proc = broker.start(layout, fresh=not args.keep_data)
             print(f"Kafka {broker.KAFKA_VERSION} ready on {layout.bootstrap} (pid {proc.pid})")
+            print(local.describe_clients(layout.security, layout.files, layout.bootstrap))
             proc.returncode = 0  # detached on purpose: `dynpricing kafka down` stops it
         elif args.action == "down":
             stopped = broker.stop(layout)

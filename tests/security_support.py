@@ -1,0 +1,86 @@
+"""Test support for the secured local brokers: per-role clients, topics and ACLs on them."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from dynpricing import broker
+from dynpricing.security import local, provision
+from dynpricing.security.local import SecurityMode
+from dynpricing.security.permissions import Names, roles
+from dynpricing.settings import KafkaSettings, librdkafka_config
+from tests.kafka_support import free_port, start_broker, unique
+
+ConfValue = str | int | float | bool
+
+
+@dataclass
+class SecuredBroker:
+    """A local broker in a secured mode, and what a test needs to use it as each role."""
+
+    layout: broker.BrokerLayout
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, mode: SecurityMode, data_dir: Path) -> SecuredBroker:
+        layout = broker.BrokerLayout(port=free_port(), data_dir=data_dir, security=mode)
+        return cls(layout, start_broker(layout))
+
+    def stop(self) -> None:
+        broker.stop(self.layout, self.proc)
+
+    @property
+    def mode(self) -> SecurityMode:
+        return self.layout.security
+
+    @property
+    def bootstrap(self) -> str:
+        return self.layout.bootstrap
+
+    def settings(self, role: str) -> KafkaSettings:
+        """The role's Kafka settings, read from the env file ``kafka up`` wrote for it."""
+        return local.kafka_settings_from_env(self.layout.client_env(role), role)
+
+    def role_env(self, role: str) -> dict[str, str]:
+        """Exactly the role's env file: ``DYNPRICING_<ROLE>_KAFKA__*``."""
+        return self.layout.client_env(role)
+
+    def conf(self, role: str, **extra: ConfValue) -> dict[str, ConfValue]:
+        return {**librdkafka_config(self.settings(role)), **extra}
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self.layout.admin_config())
+
+    def make_topic(self, prefix: str = "test", partitions: int = 1) -> str:
+        name = unique(prefix)
+        futures = self.admin().create_topics([NewTopic(name, partitions, 1)])
+        futures[name].result(timeout=30)
+        return name
+
+    def grant(self, names: Names) -> None:
+        """Every role's ACLs from the table, for these (test-unique) names."""
+        principals = {local.principal_name(r.name): r for r in roles(names)}
+        provision.grant(self.admin(), principals)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """High watermarks, read as the super user."""
+        consumer = Consumer(self.conf(local.ADMIN_ROLE, **{"group.id": unique("admin-reader")}))
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions
+            }
+        finally:
+            consumer.close()
+
+    def produce_as(self, role: str, topic: str, values: list[bytes]) -> None:
+        producer = Producer(self.conf(role, **{"enable.idempotence": True}))
+        for value in values:
+            producer.produce(topic, value)
+        assert producer.flush(30) == 0
