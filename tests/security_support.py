@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -32,6 +33,7 @@ class SecuredBroker:
         return cls(layout, start_broker(layout))
 
     def stop(self) -> None:
+        self.__dict__.pop("admin", None)  # closes the cached client before its broker goes
         broker.stop(self.layout, self.proc)
 
     @property
@@ -53,19 +55,21 @@ class SecuredBroker:
     def conf(self, role: str, **extra: ConfValue) -> dict[str, ConfValue]:
         return {**librdkafka_config(self.settings(role)), **extra}
 
+    @cached_property
     def admin(self) -> AdminClient:
+        """The super user's client, kept: a dropped client abandons its futures."""
         return AdminClient(self.layout.admin_config())
 
     def make_topic(self, prefix: str = "test", partitions: int = 1) -> str:
         name = unique(prefix)
-        futures = self.admin().create_topics([NewTopic(name, partitions, 1)])
+        futures = self.admin.create_topics([NewTopic(name, partitions, 1)])
         futures[name].result(timeout=30)
         return name
 
     def grant(self, names: Names) -> None:
         """Every role's ACLs from the table, for these (test-unique) names."""
         principals = {local.principal_name(r.name): r for r in roles(names)}
-        provision.grant(self.admin(), principals)
+        provision.grant(self.admin, principals)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """High watermarks, read as the super user."""

@@ -48,6 +48,7 @@ DEFAULT_JVM_PERFORMANCE = (
 )
 PID_FILE = "broker.pid"
 LOG_FILE = "broker.log"
+MODE_FILE = "security-mode"
 
 
 class BrokerError(RuntimeError):
@@ -101,10 +102,15 @@ class BrokerLayout:
         return local.SecurityFiles(self.data)
 
     def client_env(self, role: str) -> dict[str, str]:
-        """A role's ``DYNPRICING_<ROLE>_KAFKA__*`` settings, as written to its env file."""
-        if self.security == "plaintext":
-            return {f"{local.env_prefix(role)}KAFKA__BOOTSTRAP_SERVERS": self.bootstrap}
-        return local.read_env_file(self.files.env_file(role))
+        """A role's ``DYNPRICING_<ROLE>_KAFKA__*`` settings, as written to its env file.
+
+        The file is the truth when it exists, so ``kafka status`` and ``down``
+        reach a secured broker without being told its mode.
+        """
+        path = self.files.env_file(role)
+        if path.is_file():
+            return local.read_env_file(path)
+        return {f"{local.env_prefix(role)}KAFKA__BOOTSTRAP_SERVERS": self.bootstrap}
 
     def admin_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka settings of the super user (plaintext: just the address)."""
@@ -226,6 +232,7 @@ def prepare(layout: BrokerLayout, *, fresh: bool) -> local.Secrets | None:
     if fresh and layout.data.exists():
         shutil.rmtree(layout.data)
     layout.data.mkdir(parents=True, exist_ok=True)
+    _check_mode(layout)
     material = None
     if layout.security != "plaintext":
         material = local.make_material(layout.security, layout.files)
@@ -243,6 +250,17 @@ def prepare(layout: BrokerLayout, *, fresh: bool) -> local.Secrets | None:
     if result.returncode != 0:
         raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
     return material
+
+
+def _check_mode(layout: BrokerLayout) -> None:
+    """Kept data is only reused in the security mode it was made for."""
+    marker = layout.data / MODE_FILE
+    if marker.is_file() and marker.read_text().strip() != layout.security:
+        raise BrokerError(
+            f"{layout.data} was made for --security {marker.read_text().strip()}; "
+            f"start without --keep-data to change the mode to {layout.security}"
+        )
+    marker.write_text(layout.security)
 
 
 def log_tail(layout: BrokerLayout, lines: int = LOG_TAIL_LINES) -> str:

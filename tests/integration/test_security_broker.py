@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from dynpricing import broker, kafka_errors
 from dynpricing.kafka_errors import KafkaRefusedError, KafkaWatch, Refusal
-from dynpricing.security import certs, local
+from dynpricing.security import certs, local, provision
 from dynpricing.security.permissions import Names, flatten, roles
 from dynpricing.settings import KafkaSettings, librdkafka_config
 from tests.kafka_support import unique, wait_until
@@ -105,21 +105,10 @@ def _consume_until_refused(settings: KafkaSettings, topic: str, group: str) -> R
 def test_kafka_up_enforces_exactly_the_tables_acls_for_every_role(secured: SecuredBroker) -> None:
     configured = broker.configured_names()
     defaults = set(vars(configured).values()) | {configured.engine_group + "-recovery"}
-    admin = secured.admin()
     for role in roles(configured):
-        enforced = provision_acls = {
-            acl
-            for acl in _enforced(admin, local.principal_name(role.name))
-            if acl.name in defaults
-        }
-        assert enforced == flatten(role.grants), role.name
-        del provision_acls
-
-
-def _enforced(admin: Any, principal: str) -> frozenset[Any]:
-    from dynpricing.security import provision  # noqa: PLC0415
-
-    return provision.enforced_acls(admin, principal)
+        enforced = provision.enforced_acls(secured.admin, local.principal_name(role.name))
+        on_defaults = {acl for acl in enforced if acl.name in defaults}  # tests add their own
+        assert on_defaults == flatten(role.grants), role.name
 
 
 def test_each_role_does_its_job_with_exactly_its_env_file(
@@ -177,7 +166,9 @@ def test_a_client_that_does_not_trust_the_brokers_ca_says_unknown_ca(
     settings = secured.settings("producer").model_copy(update={"ssl_ca_location": str(other)})
     refusal = _produce_until_refused(settings, secured.make_topic("demand"))
     assert refusal.cause == "tls"
-    assert refusal.message.startswith(f"unknown CA: the broker's certificate is not signed by a CA in {other}")
+    assert refusal.message.startswith(
+        f"unknown CA: the broker's certificate is not signed by a CA in {other}"
+    )
 
 
 def _mtls_with(secured: SecuredBroker, files: certs.CertFiles) -> KafkaSettings:
@@ -248,9 +239,7 @@ def test_the_producers_principal_may_not_write_decisions(
     assert secured.end_offsets(names.decisions) == {0: 0}
 
 
-def test_the_simulators_principal_may_not_read_demand(
-    secured: SecuredBroker, names: Names
-) -> None:
+def test_the_simulators_principal_may_not_read_demand(secured: SecuredBroker, names: Names) -> None:
     secured.produce_as("producer", names.demand, [b"secret demand"])
     refusal = _consume_until_refused(
         secured.settings("simulator"), names.demand, names.simulator_group

@@ -142,3 +142,23 @@ def test_what_kafka_up_prints_names_files_and_never_a_password(tmp_path: Path) -
     assert str(files.env_file("engine")) in text
     assert "SASL_MECHANISM=SCRAM-SHA-512" in text
     assert all(p not in text for p in material.roles.values())
+
+
+def test_kept_data_is_refused_in_another_security_mode(tmp_path: Path) -> None:
+    (tmp_path / broker.MODE_FILE).write_text("sasl-scram")
+    layout = broker.BrokerLayout(port=19092, data_dir=tmp_path, security="mtls")
+    with pytest.raises(broker.BrokerError, match="made for --security sasl-scram"):
+        broker.prepare(layout, fresh=False)
+
+
+def test_status_and_down_find_a_secured_brokers_admin_settings_without_the_mode(
+    tmp_path: Path,
+) -> None:
+    secured = broker.BrokerLayout(port=19092, data_dir=tmp_path, security="mtls")
+    files = secured.files
+    local.write_client_files("mtls", files, secured.bootstrap, make_material("mtls", files))
+    unknown_mode = broker.BrokerLayout(port=19092, data_dir=tmp_path)
+    assert unknown_mode.admin_config()["security.protocol"] == "SSL"
+    assert unknown_mode.admin_config()["ssl.certificate.location"] == str(
+        tmp_path / "clients/admin.crt"
+    )
