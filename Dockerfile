@@ -16,13 +16,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY constraints.txt ./
-COPY pyproject.toml README.md ./
-COPY services ./services
+# The dependencies first, in a layer of their own: it is rebuilt only when
+# pyproject.toml or constraints.txt change, not with every change of the code.
 # --only-binary: a dependency without a wheel fails the build instead of
 # pulling in a compiler.
-RUN pip install --no-cache-dir --only-binary=:all: --constraint constraints.txt . \
+COPY constraints.txt pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+    && pip install --no-cache-dir --only-binary=:all: --constraint constraints.txt --requirement requirements.txt \
     && python -m compileall -q /opt/venv
+COPY README.md ./
+COPY services ./services
+RUN pip install --no-cache-dir --only-binary=:all: --no-deps --constraint constraints.txt . \
+    && python -m compileall -q /opt/venv/lib/python3*/site-packages/dynpricing
 
 # --- runtime: slim base, the virtualenv, an unprivileged user ---------------
 FROM ${PYTHON_IMAGE} AS runtime

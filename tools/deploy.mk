@@ -14,6 +14,12 @@ KUBE_CONTEXT   := kind-$(KIND_CLUSTER)
 APP_NAMESPACE  := dynpricing
 CONTAINER_ENGINE ?= docker
 
+# podman (no Docker engine here): the project's settings, and the local stand-in
+# for the Dockerfile's python base that no registry serves here.
+PODMAN_CONF       := $(CURDIR)/tools/podman/containers.conf
+PODMAN_BASE_IMAGE := localhost/dynpricing-python-base:bookworm
+PODMAN_BASE_CACHE := $(CURDIR)/.cache/podman-base
+
 HELM3   := $(TOOLS_DIR)/helm3/helm
 HELM4   := $(TOOLS_DIR)/helm4/helm
 HELM    := $(HELM3)
@@ -27,7 +33,7 @@ HELM3_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM3_VERSION) \
   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37
 HELM4_LDFLAGS := -X helm.sh/helm/v4/internal/version.version=$(HELM4_VERSION)
 
-.PHONY: helm helm3 helm4 kind promtool checkov deploy-tools kind-up kind-down deploy dev
+.PHONY: helm helm3 helm4 kind promtool checkov deploy-tools podman-base kind-up kind-down deploy dev
 
 $(HELM3):
 	GOBIN=$(TOOLS_DIR)/helm3 GOFLAGS=-buildvcs=false go install -ldflags '$(HELM3_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION)
@@ -44,10 +50,15 @@ $(KIND):
 
 kind: $(KIND) ## build the pinned kind into .tools/bin
 
-promtool: ## install promtool and prometheus (Debian's prometheus package) if missing
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
+# System packages are installed by .ci/run (or by hand, README "Prerequisites"):
+# make test itself needs no root.
+promtool: ## check for promtool and prometheus (Debian's prometheus package)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  echo "promtool/prometheus missing: apt-get install prometheus (their tests skip; under CI=true they fail)" >&2
+
+podman-base: ## the local python base image for podman: debootstrap (root) once, cached in .cache/
+	@CONTAINERS_CONF=$(PODMAN_CONF) podman image exists $(PODMAN_BASE_IMAGE) || \
+	  CONTAINERS_CONF=$(PODMAN_CONF) bash tools/podman/base-image.sh $(PODMAN_BASE_IMAGE) $(PODMAN_BASE_CACHE)
 
 $(CHECKOV):
 	python3 -m venv $(TOOLS_DIR)/checkov-venv

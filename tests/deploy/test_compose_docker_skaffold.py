@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.support import CHART, REPO, SERVICES, contract, run, tool
+from tests.deploy.support import CHART, REPO, SERVICES, contract, deploy_mk_variable, run, tool
 
 SCHEMA = REPO / "tests" / "deploy" / "schemas" / "compose-spec.json"
 DOCKERFILE = REPO / "Dockerfile"
@@ -280,13 +280,6 @@ def test_skaffold_has_a_kind_profile_using_existing_values() -> None:
 # --- make targets and pinned versions ----------------------------------------------
 
 
-def deploy_mk_variable(name: str) -> str:
-    text = (REPO / "tools" / "deploy.mk").read_text(encoding="utf-8")
-    match = re.search(rf"^{name}\s*:=\s*(\S+)\s*$", text, re.MULTILINE)
-    assert match, f"{name} missing from tools/deploy.mk"
-    return match.group(1)
-
-
 @pytest.mark.parametrize(
     "target",
     [
@@ -389,3 +382,19 @@ def test_make_deploy_tags_each_image_by_its_content(tmp_path: Path) -> None:
     }
     again = make_deploy(tmp_path, {**{s: f"{s} v1" for s in SERVICES}, "producer": "v2"})
     assert again == changed
+
+
+def test_readme_lists_the_system_packages_ci_installs() -> None:
+    listed = [
+        line.strip()
+        for line in (REPO / "tools" / "system-packages.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert {"podman", "runc", "debootstrap", "prometheus"} <= set(listed)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    prerequisites = readme.split("## Prerequisites", 1)[1].split("\n## ", 1)[0]
+    for package in listed:
+        assert f"`{package}`" in prerequisites, package
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert "tools/system-packages.txt" in ci
+    assert ci.index("make podman-base") < ci.index("make test")

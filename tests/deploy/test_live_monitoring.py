@@ -30,6 +30,7 @@ from tests.deploy.support import (
     contract,
     dashboards,
     grafana_to_promql,
+    http_get,
     metric_names,
     panels,
     tool,
@@ -59,12 +60,7 @@ class Service:
     log_path: Path
 
     def get(self, path: str) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                return int(resp.status), bytes(resp.read())
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), bytes(exc.read())
+        return http_get(self.port, path)
 
     def wait_ready(self) -> None:
         def ready() -> bool | None:
