@@ -6,6 +6,11 @@ ignored; timestamps may be Unix seconds (int or float) or ISO 8601 strings.
 A value that cannot become an event raises :class:`InvalidEvent` with a reason
 from :data:`REASONS`, which the service sends to the dead-letter topic.
 
+Everything that is accepted is bounded (:data:`MAX_VALUE_BYTES`, the lengths
+below), so nothing the services write in answer can exceed Kafka's message size:
+a decision echoes at most an event id and a location, and a dead letter keeps a
+cut of the refused bytes (at most :data:`MAX_DEAD_LETTER_BYTES` in all).
+
 The JSON Schema files in ``dynpricing/schemas/`` describe the same formats for
 people who write their own producers and outcome sources.
 """
@@ -13,7 +18,9 @@ people who write their own producers and outcome sources.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +34,19 @@ DECISION_SCHEMA_VERSION = 2
 OUTCOME_SCHEMA_VERSION = 2
 DEAD_LETTER_SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1, 2})
-MAX_LOCATION_LENGTH = 128
+
+# Limits of what is accepted (docs/events.md, "Limits")
+MAX_VALUE_BYTES = 65_536  # a message value larger than this is refused as too_large
+MAX_LOCATION_LENGTH = 128  # characters
+MAX_EVENT_ID_LENGTH = 256  # characters; a decision id is "<partition>-<offset>-<event id>"
+MAX_DECISION_ID_LENGTH = 512  # characters, in outcomes and decisions
+MAX_TIMESTAMP_S = 253_402_300_799.0  # 9999-12-31T23:59:59Z; larger is milliseconds by mistake
+# What a dead letter keeps of the refused message
+MAX_ORIGINAL_BYTES = 16_384  # bytes of the value kept (base64, and as text when printable)
+MAX_KEY_BYTES = 1_024  # bytes of the refused message's key kept as the dead letter's key
+MAX_DETAIL_LENGTH = 1_000  # characters of the explanation
+MAX_DEAD_LETTER_BYTES = 65_536  # bound on a whole dead letter's value, checked by the tests
+SHOWN_VALUE_LENGTH = 80  # characters of a refused field's value quoted in a detail
 
 # The bounded set of dead-letter reasons (also a metric label).
 REASONS = (
@@ -40,6 +59,8 @@ REASONS = (
     "price_not_on_grid",
     "unknown_decision",
     "unknown_market_context",
+    "too_large",
+    "too_many_contexts",
 )
 
 
@@ -47,9 +68,19 @@ class InvalidEvent(ValueError):  # noqa: N818 - it is the event that is invalid,
     """A message that cannot become an event; ``reason`` is one of :data:`REASONS`."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = _cut(detail, MAX_DETAIL_LENGTH)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def _cut(text: str, length: int) -> str:
+    return text if len(text) <= length else f"{text[:length]}... ({len(text)} characters)"
+
+
+def shown(value: Any) -> str:
+    """A refused value as a detail quotes it: its repr, cut to a readable length."""
+    return _cut(repr(value), SHOWN_VALUE_LENGTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,63 +121,99 @@ class Outcome:
 def _load_object(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         raise InvalidEvent("not_json", "empty message value")
+    if len(raw) > MAX_VALUE_BYTES:
+        raise InvalidEvent("too_large", f"{len(raw)} bytes; at most {MAX_VALUE_BYTES} are accepted")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent("not_json", f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(value).__name__}")
-    version = value.get("schema_version", 1)
-    # Type first: a list or object is unhashable and would break the set lookup.
-    if (
-        isinstance(version, bool)
-        or not isinstance(version, int | float)
-        or (version not in SUPPORTED_VERSIONS)
-    ):
-        raise InvalidEvent("unsupported_schema_version", f"schema_version {version!r}")
+    _version(value)
     return value
 
 
+def _version(obj: dict[str, Any]) -> int:
+    """``schema_version``: absent is 1; otherwise the JSON integer 1 or 2.
+
+    Like counts, a version must be an integer: ``2.0``, ``"2"``, ``true`` and
+    ``null`` are all refused the same way.
+    """
+    if "schema_version" not in obj:
+        return 1
+    version = obj["schema_version"]
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
+        raise InvalidEvent("unsupported_schema_version", f"schema_version {shown(version)}")
+    return version
+
+
 def _require(obj: dict[str, Any], name: str) -> Any:
-    try:
-        return obj[name]
-    except KeyError:
-        raise InvalidEvent("missing_field", f"field '{name}' is required") from None
+    """A required field's value; absent and ``null`` are both ``missing_field``."""
+    value = obj.get(name)
+    if value is None:
+        raise InvalidEvent("missing_field", f"field '{name}' is required")
+    return value
 
 
 def _count(obj: dict[str, Any], name: str) -> int:
     value = _require(obj, name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent("invalid_field", f"'{name}' must be an integer, got {value!r}")
+        raise InvalidEvent("invalid_field", f"'{name}' must be an integer, got {shown(value)}")
     if value < 0:
         raise InvalidEvent("invalid_field", f"'{name}' must not be negative, got {value}")
     return value
 
 
 def _text(obj: dict[str, Any], name: str) -> str:
-    value = _require(obj, name)
-    if not isinstance(value, str) or not value or len(value) > MAX_LOCATION_LENGTH:
-        raise InvalidEvent("invalid_field", f"'{name}' must be a non-empty string, got {value!r}")
+    return _location(_require(obj, name), name)
+
+
+def _location(value: Any, name: str) -> str:
+    """A location, wherever it is given: 1 to :data:`MAX_LOCATION_LENGTH` characters."""
+    return _bounded_text(value, name, MAX_LOCATION_LENGTH)
+
+
+def _bounded_text(value: Any, name: str, most: int) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= most:
+        raise InvalidEvent(
+            "invalid_field",
+            f"'{name}' must be a string of 1 to {most} characters, got {shown(value)}",
+        )
     return value
 
 
 def parse_timestamp(value: Any, name: str = "timestamp") -> float:
-    """Unix seconds (int or float) or an ISO 8601 string with a time zone."""
+    """Unix seconds (int or float) or an ISO 8601 string with a time zone, from 1970 on.
+
+    Before 1970 a time is negative in Unix seconds, and past year 9999 it is
+    almost certainly milliseconds sent as seconds: both are refused.
+    """
     if isinstance(value, bool):
-        raise InvalidEvent("invalid_field", f"'{name}' must be a time, got {value!r}")
+        raise InvalidEvent("invalid_field", f"'{name}' must be a time, got {shown(value)}")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
+        if not math.isfinite(value):
             raise InvalidEvent("invalid_field", f"'{name}' must be a finite time, got {value!r}")
-        return float(value)
+        return _in_range(float(value), name)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise InvalidEvent("invalid_field", f"'{name}' is not ISO 8601: {value!r}") from None
+            raise InvalidEvent(
+                "invalid_field", f"'{name}' is not ISO 8601: {shown(value)}"
+            ) from None
         if parsed.tzinfo is None:
-            raise InvalidEvent("invalid_field", f"'{name}' needs a time zone: {value!r}")
-        return parsed.timestamp()
-    raise InvalidEvent("invalid_field", f"'{name}' must be a time, got {value!r}")
+            raise InvalidEvent("invalid_field", f"'{name}' needs a time zone: {shown(value)}")
+        return _in_range(parsed.timestamp(), name)
+    raise InvalidEvent("invalid_field", f"'{name}' must be a time, got {shown(value)}")
+
+
+def _in_range(seconds: float, name: str) -> float:
+    if not 0.0 <= seconds <= MAX_TIMESTAMP_S:
+        raise InvalidEvent(
+            "invalid_field",
+            f"'{name}' must be Unix seconds from 1970 to 9999 (not milliseconds), got {seconds!r}",
+        )
+    return seconds
 
 
 DemandFields = tuple[str, float, str, int, int, int]
@@ -173,39 +240,48 @@ def demand_fields(raw: bytes | None, *, fallback_id: str) -> DemandFields:
     drivers = obj.get("available_drivers")
     if (
         type(event_id) is str
-        and ((type(timestamp) is float and 0.0 <= timestamp < math.inf) or type(timestamp) is int)
+        and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH
+        and (type(timestamp) is float or type(timestamp) is int)
+        and 0.0 <= timestamp <= MAX_TIMESTAMP_S  # false for NaN too
         and type(location) is str
         and 0 < len(location) <= MAX_LOCATION_LENGTH
         and type(requests) is int
         and type(drivers) is int
-        and timestamp >= 0
         and requests >= 0
         and drivers >= 0
     ):
-        version = int(obj.get("schema_version", 1))
+        version = obj.get("schema_version", 1)
         return event_id, float(timestamp), location, requests, drivers, version
     return _checked_demand_fields(obj, fallback_id)
 
 
 def _checked_demand_fields(obj: dict[str, Any], fallback_id: str) -> DemandFields:
-    version = obj.get("schema_version", 1)
-    event_id = obj.get("event_id", fallback_id if version == 1 else None)
-    if event_id is None:
-        raise InvalidEvent("missing_field", "field 'event_id' is required")
-    if not isinstance(event_id, str | int) or isinstance(event_id, bool):
-        raise InvalidEvent("invalid_field", f"'event_id' must be a string, got {event_id!r}")
+    version = _version(obj)
+    event_id = obj.get("event_id")
+    if event_id is None and version == 1:
+        event_id = fallback_id
     return (
-        str(event_id),
+        _event_id(_require(obj, "event_id") if event_id is None else event_id),
         parse_timestamp(_require(obj, "timestamp")),
         _text(obj, "location"),
         _count(obj, "active_requests"),
         _count(obj, "available_drivers"),
-        int(version),
+        version,
     )
 
 
+def _event_id(value: Any) -> str:
+    """A string of 1 to :data:`MAX_EVENT_ID_LENGTH` characters (an integer is read as one)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return _bounded_text(value, "event_id", MAX_EVENT_ID_LENGTH)
+
+
 def _context_of(obj: dict[str, Any]) -> tuple[str, str] | None:
-    """(location, demand_level) from ``context: [l, d]`` or from separate fields."""
+    """(location, demand_level) from ``context: [l, d]`` or from separate fields.
+
+    The location is checked exactly as in a demand event, wherever it is given.
+    """
     context = obj.get("context")
     if context is not None:
         if (
@@ -213,14 +289,16 @@ def _context_of(obj: dict[str, Any]) -> tuple[str, str] | None:
             or len(context) != 2
             or not all(isinstance(part, str) for part in context)
         ):
-            raise InvalidEvent("invalid_field", f"'context' must be [location, level]: {context!r}")
-        location, level = context
-    elif "location" in obj and "demand_level" in obj:
-        location, level = _text(obj, "location"), _text(obj, "demand_level")
+            raise InvalidEvent(
+                "invalid_field", f"'context' must be [location, level]: {shown(context)}"
+            )
+        location, level = _location(context[0], "context"), context[1]
+    elif obj.get("location") is not None and obj.get("demand_level") is not None:
+        location, level = _text(obj, "location"), obj["demand_level"]
     else:
         return None
     if level not in DEMAND_LEVELS:
-        raise InvalidEvent("invalid_field", f"demand level {level!r} not in {DEMAND_LEVELS}")
+        raise InvalidEvent("invalid_field", f"demand level {shown(level)} not in {DEMAND_LEVELS}")
     return location, level
 
 
@@ -236,7 +314,7 @@ def _multiplier(obj: dict[str, Any]) -> float | None:
             or not isinstance(value, int | float)
             or (not math.isfinite(value))
         ):
-            raise InvalidEvent("invalid_field", f"'{name}' must be a number, got {value!r}")
+            raise InvalidEvent("invalid_field", f"'{name}' must be a number, got {shown(value)}")
         if value <= 0:
             raise InvalidEvent("invalid_field", f"'{name}' must be positive, got {value!r}")
         found = float(value)
@@ -244,11 +322,8 @@ def _multiplier(obj: dict[str, Any]) -> float | None:
 
 
 def _decision_id(obj: dict[str, Any]) -> str:
-    """Any non-empty string: the engine's ids embed the demand event's id, of any length."""
-    decision_id = _require(obj, "decision_id")
-    if not isinstance(decision_id, str) or not decision_id:
-        raise InvalidEvent("invalid_field", f"'decision_id' must be a string, got {decision_id!r}")
-    return decision_id
+    """A string of 1 to :data:`MAX_DECISION_ID_LENGTH` characters (the engine's fit easily)."""
+    return _bounded_text(_require(obj, "decision_id"), "decision_id", MAX_DECISION_ID_LENGTH)
 
 
 def parse_outcome(raw: bytes | None) -> Outcome:
@@ -257,7 +332,9 @@ def parse_outcome(raw: bytes | None) -> Outcome:
     decision_id = _decision_id(obj)
     accepted = _require(obj, "accepted")
     if not isinstance(accepted, bool):
-        raise InvalidEvent("invalid_field", f"'accepted' must be true or false, got {accepted!r}")
+        raise InvalidEvent(
+            "invalid_field", f"'accepted' must be true or false, got {shown(accepted)}"
+        )
     context = _context_of(obj)
     multiplier = _multiplier(obj)
     return Outcome(
@@ -279,11 +356,17 @@ def parse_decision(raw: bytes | None) -> Decision:
         raise InvalidEvent("missing_field", "a decision needs a context and a price multiplier")
     price = obj.get("price")
     propensity = obj.get("propensity", 1.0)
+    timestamp = parse_timestamp(_require(obj, "timestamp"))
+    event_timestamp = obj.get("event_timestamp")
     return Decision(
         decision_id=_decision_id(obj),
         event_id=str(obj.get("event_id", "")),
-        timestamp=parse_timestamp(_require(obj, "timestamp")),
-        event_timestamp=parse_timestamp(obj.get("event_timestamp", obj["timestamp"])),
+        timestamp=timestamp,
+        event_timestamp=(
+            timestamp
+            if event_timestamp is None
+            else parse_timestamp(event_timestamp, "event_timestamp")
+        ),
         location=context[0],
         demand_level=context[1],
         price_multiplier=multiplier,
@@ -384,25 +467,55 @@ class Origin:
     offset: int
 
 
+_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def encode_dead_letter(
     raw: bytes | None, reason: str, detail: str, origin: Origin, now: float
 ) -> bytes:
-    """The original bytes (base64), the reason and the source coordinates."""
+    """The reason, the source coordinates and a bounded cut of the original bytes.
+
+    At most :data:`MAX_ORIGINAL_BYTES` of the value are kept, as base64 and, when
+    they are printable UTF-8, as text too (control characters would grow sixfold
+    as JSON escapes); the full length and a SHA-256 of the whole value identify
+    it. The whole dead letter stays under :data:`MAX_DEAD_LETTER_BYTES`.
+    """
     original = raw or b""
-    try:
-        text: str | None = original.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
+    kept = original[:MAX_ORIGINAL_BYTES]
     return orjson.dumps(
         {
             "schema_version": DEAD_LETTER_SCHEMA_VERSION,
             "reason": reason,
-            "detail": detail,
+            "detail": _cut(detail, MAX_DETAIL_LENGTH),
             "source_topic": origin.topic,
             "source_partition": origin.partition,
             "source_offset": origin.offset,
-            "original_base64": base64.b64encode(original).decode("ascii"),
-            "original_text": text,
+            "original_base64": base64.b64encode(kept).decode("ascii"),
+            "original_text": _printable_text(kept, truncated=len(kept) < len(original)),
+            "original_length": len(original),
+            "original_sha256": hashlib.sha256(original).hexdigest(),
+            "original_truncated": len(kept) < len(original),
             "timestamp": now,
         }
     )
+
+
+def _printable_text(kept: bytes, *, truncated: bool) -> str | None:
+    """The kept bytes as text: valid UTF-8 without control characters (tabs and line
+    breaks allowed); a character cut in two at the end of a truncated value is dropped."""
+    for trim in range(4 if truncated else 1):
+        try:
+            text = kept[: len(kept) - trim].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return None if _CONTROL_CHARACTERS.search(text) else text
+    return None
+
+
+def dead_letter_key(key: bytes | str | None) -> bytes | None:
+    """The refused message's key, cut to :data:`MAX_KEY_BYTES`: it keeps its partitioning
+    hint without letting a huge key make the dead letter too large."""
+    if key is None:
+        return None
+    data = key.encode("utf-8") if isinstance(key, str) else key
+    return data[:MAX_KEY_BYTES]

@@ -81,7 +81,8 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     http_port: int = Field(default=8000, ge=0, le=65535)
-    http_host: str = "0.0.0.0"  # noqa: S104 - metrics must be scrapeable from outside the pod
+    # loopback unless asked: the chart and compose set 0.0.0.0 so Prometheus can scrape
+    http_host: str = "127.0.0.1"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     seed: int | None = None
@@ -112,6 +113,8 @@ class EngineSettings(ServiceSettings):
     decision_timeout_s: float = Field(default=300.0, gt=0)
     expired_as: Literal["reject", "drop"] = "reject"
     max_pending: int = Field(default=1_000_000, ge=1)
+    # contexts beyond this are dead-lettered as too_many_contexts (memory, state, labels)
+    max_contexts: int = Field(default=250_000, ge=1)
     # >= 1: without any memory a replayed outcome that names its context would be learnt twice
     resolved_memory: int = Field(default=200_000, ge=1)
     batch_size: int = Field(default=1000, ge=1)

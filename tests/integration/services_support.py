@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from tests.kafka_support import free_port, unique, wait_until
+from tests.kafka_support import drain, free_port, unique, wait_until
 
 STOP_TIMEOUT_S = 30.0
 PREFIXES = {
@@ -239,3 +239,15 @@ def demand_json(event_id: str, location: str, requests: int, drivers: int, ts: f
             "available_drivers": drivers,
         }
     ).encode()
+
+
+def read_json_messages(
+    bootstrap: str, topic: str, at_least: int, deadline_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """Every message of ``topic`` as JSON, once there are at least ``at_least``."""
+
+    def enough() -> list[dict[str, Any]] | None:
+        found = [json.loads(m.value()) for m in drain(bootstrap, topic)]
+        return found if len(found) >= at_least else None
+
+    return wait_until(enough, deadline_s=deadline_s, what=f"{at_least} messages on {topic}")

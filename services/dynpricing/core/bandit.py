@@ -165,6 +165,15 @@ class Bandit:
 
     # -- contexts and arms ---------------------------------------------------
 
+    @property
+    def n_contexts(self) -> int:
+        """Context rows in use."""
+        return len(self._contexts)
+
+    def find_context(self, location: str, demand_level: str) -> int | None:
+        """Row of a context that exists, else None; unlike :meth:`context_index` never adds one."""
+        return self._contexts.get(location, demand_level)
+
     def context_index(self, location: str, demand_level: str) -> int:
         """Row of a context; a new one is added unless contexts are fixed."""
         index = self._contexts.get(location, demand_level)

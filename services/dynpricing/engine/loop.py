@@ -161,7 +161,8 @@ class PricingEngine:
     def _dead_letter(self, msg: Message, exc: events.InvalidEvent) -> None:
         origin = origin_of(msg)
         value = events.encode_dead_letter(msg.value(), exc.reason, exc.detail, origin, self.clock())
-        produce(self.producer, self._topics.dead_letters, value, msg.key(), self.tracker)
+        key = events.dead_letter_key(msg.key())
+        produce(self.producer, self._topics.dead_letters, value, key, self.tracker)
         self.tracker.sent += 1
         self.metrics.dead_letters.labels(exc.reason).inc()
         self.log.info(
@@ -231,8 +232,19 @@ class PricingEngine:
     # ---- demand ----------------------------------------------------------------------
 
     def _context(self, location: str, level: str) -> int:
+        """The row of a context, added when new unless that would pass ``MAX_CONTEXTS``."""
+        bandit = self.bandit
+        row = bandit.find_context(location, level)
+        if row is not None:
+            return row
+        if not bandit.config.locations and bandit.n_contexts >= self.settings.max_contexts:
+            raise events.InvalidEvent(
+                "too_many_contexts",
+                f"{bandit.n_contexts} contexts already (MAX_CONTEXTS);"
+                f" {events.shown(location)}|{level} would be one more",
+            )
         try:
-            return self.bandit.context_index(location, level)
+            return bandit.context_index(location, level)
         except UnknownContextError as exc:
             raise events.InvalidEvent("unknown_location", str(exc)) from None
 

@@ -192,7 +192,8 @@ class Simulator:
     def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
         origin = origin_of(msg)
         value = events.encode_dead_letter(msg.value(), reason, detail, origin, wall_clock())
-        produce(self.producer, self.settings.topics.dead_letters, value, msg.key(), self.tracker)
+        key = events.dead_letter_key(msg.key())
+        produce(self.producer, self.settings.topics.dead_letters, value, key, self.tracker)
         self.metrics.dead_letters.labels(reason).inc()
         self.offsets.finished(origin.partition, origin.offset)
 

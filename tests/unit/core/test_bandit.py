@@ -20,6 +20,14 @@ def test_dynamic_contexts_are_added_in_order_of_first_sight() -> None:
     assert bandit.contexts() == [("Downtown", "low"), ("Airport", "high")]
 
 
+def test_finding_a_context_never_adds_one() -> None:
+    bandit = Bandit(BanditConfig())
+    assert bandit.find_context("Downtown", "low") is None
+    assert bandit.n_contexts == 0
+    bandit.context_index("Downtown", "low")
+    assert (bandit.find_context("Downtown", "low"), bandit.n_contexts) == (0, 1)
+
+
 def test_fixed_contexts_are_locations_times_levels_and_refuse_strangers() -> None:
     bandit = Bandit(BanditConfig(locations=("Airport", "Downtown")))
     assert len(bandit.contexts()) == 6

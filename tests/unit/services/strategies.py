@@ -31,7 +31,7 @@ demand_levels = st.sampled_from(DEMAND_LEVELS)
 
 demand_events = st.builds(
     DemandEvent,
-    event_id=st.text(max_size=40),
+    event_id=st.text(min_size=1, max_size=events.MAX_EVENT_ID_LENGTH),
     timestamp=unix_seconds,
     location=locations,
     active_requests=st.integers(min_value=0, max_value=2**63 - 1),
@@ -40,8 +40,8 @@ demand_events = st.builds(
 
 decisions = st.builds(
     Decision,
-    decision_id=st.text(min_size=1, max_size=300),  # embeds the event id, of any length
-    event_id=st.text(max_size=200),
+    decision_id=st.text(min_size=1, max_size=events.MAX_DECISION_ID_LENGTH),
+    event_id=st.text(max_size=events.MAX_EVENT_ID_LENGTH),
     timestamp=unix_seconds,
     event_timestamp=unix_seconds,
     location=locations,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -157,6 +158,17 @@ def test_timestamps_are_unix_seconds_or_iso_8601_with_a_time_zone(
         (_demand(timestamp="yesterday"), "invalid_field"),
         (_demand(timestamp="2024-01-01T00:00:00"), "invalid_field"),
         (_demand(timestamp=[1]), "invalid_field"),
+        (_demand(schema_version=2.0), "unsupported_schema_version"),
+        (_demand(schema_version=1.0), "unsupported_schema_version"),
+        (_demand(event_id=""), "invalid_field"),
+        (_demand(event_id="e" * (events.MAX_EVENT_ID_LENGTH + 1)), "invalid_field"),
+        (_demand(timestamp="1969-07-20T20:17:40Z"), "invalid_field"),
+        (_demand(timestamp=-0.5), "invalid_field"),
+        (_demand(timestamp=1_764_361_815_407), "invalid_field"),  # milliseconds
+        (_demand(location=None), "missing_field"),
+        (_demand(timestamp=None), "missing_field"),
+        (_demand(active_requests=None), "missing_field"),
+        (b" " * (events.MAX_VALUE_BYTES + 1), "too_large"),
     ],
 )
 def test_bad_demand_is_refused_with_the_reason_the_dead_letter_will_carry(
@@ -239,6 +251,16 @@ def test_a_null_price_multiplier_falls_back_to_the_original_chosen_price() -> No
         (_json(VALID_OUTCOME | {"chosen_price": -1.5}), "invalid_field"),
         (_json(VALID_OUTCOME | {"price_multiplier": 0}), "invalid_field"),
         (_json(VALID_OUTCOME | {"timestamp": "soon"}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"context": ["", "low"]}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"context": ["L" * 129, "low"]}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"location": "", "demand_level": "low"}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"decision_id": "d" * 513}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"decision_id": None}), "missing_field"),
+        (_json(VALID_OUTCOME | {"accepted": None}), "missing_field"),
+        (_json(VALID_OUTCOME | {"timestamp": None}), "missing_field"),
+        (_json(VALID_OUTCOME | {"timestamp": "1960-01-01T00:00:00+00:00"}), "invalid_field"),
+        (_json(VALID_OUTCOME | {"schema_version": "2"}), "unsupported_schema_version"),
+        (_json(VALID_OUTCOME | {"schema_version": 2.0}), "unsupported_schema_version"),
     ],
 )
 def test_bad_outcomes_are_refused_with_a_reason(raw: bytes, reason: str) -> None:
@@ -409,3 +431,72 @@ def test_the_engines_fast_demand_check_agrees_with_the_field_by_field_one(raw: b
         lambda: events._checked_demand_fields(events._load_object(raw), "f")
     )
     assert fast == checked
+
+
+# ---- limits and dead letters ---------------------------------------------------------
+
+ORIGIN = Origin("demand_events", 0, 7)
+
+
+def test_a_context_of_an_outcome_accepts_exactly_what_a_demand_location_accepts() -> None:
+    location = "é" * events.MAX_LOCATION_LENGTH
+    outcome = parse_outcome(_json(VALID_OUTCOME | {"context": [location, "low"]}))
+    assert outcome.location == location
+
+
+def test_a_decision_before_1970_is_refused_naming_the_field_that_is_wrong() -> None:
+    body = orjson.loads(encode_decision(DECISION))
+    with pytest.raises(InvalidEvent, match="'event_timestamp'"):
+        parse_decision(_json(body | {"event_timestamp": -1.0}))
+
+
+def test_a_huge_value_is_quoted_in_a_detail_only_by_its_start() -> None:
+    with pytest.raises(InvalidEvent) as refused:
+        parse_demand(_demand(event_id="x" * 60_000), fallback_id=FALLBACK_ID)
+    assert "'event_id'" in refused.value.detail
+    assert len(refused.value.detail) < 300
+
+
+@given(st.binary(max_size=3 * events.MAX_ORIGINAL_BYTES) | st.just(b"\x01" * 140_000))
+def test_a_dead_letter_keeps_a_bounded_cut_with_the_length_and_hash_of_the_whole(
+    raw: bytes,
+) -> None:
+    letter = encode_dead_letter(raw, "too_large", "d" * 5000, Origin("t", 1, 2), 3.0)
+    assert len(letter) <= events.MAX_DEAD_LETTER_BYTES
+    body = orjson.loads(letter)
+    kept = base64.b64decode(body["original_base64"])
+    assert kept == raw[: events.MAX_ORIGINAL_BYTES]
+    assert body["original_length"] == len(raw)
+    assert body["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert body["original_truncated"] is (len(raw) > events.MAX_ORIGINAL_BYTES)
+    if body["original_text"] is not None:
+        assert kept.decode("utf-8").startswith(body["original_text"])
+
+
+def test_the_worst_case_dead_letter_stays_within_its_bound() -> None:
+    worst = b'"\\' * events.MAX_ORIGINAL_BYTES  # every kept byte escaped as two in the text
+    letter = encode_dead_letter(worst, "too_large", "x" * 10_000, Origin("t" * 249, 9, 9), 3.0)
+    assert orjson.loads(letter)["original_text"] is not None
+    assert len(letter) <= events.MAX_DEAD_LETTER_BYTES
+
+
+def test_printable_text_is_kept_and_control_bytes_are_only_in_base64() -> None:
+    text = orjson.loads(encode_dead_letter(b"caf\xc3\xa9\tok\n", "not_json", "", ORIGIN, 0.0))
+    control = orjson.loads(encode_dead_letter(b"a\x01b", "not_json", "", ORIGIN, 0.0))
+    assert text["original_text"] == "café\tok\n"
+    assert control["original_text"] is None
+    assert base64.b64decode(control["original_base64"]) == b"a\x01b"
+
+
+def test_a_utf8_character_cut_in_two_at_the_end_of_the_kept_bytes_is_dropped_from_the_text() -> (
+    None
+):
+    raw = b"a" * (events.MAX_ORIGINAL_BYTES - 1) + "é".encode() + b"tail"
+    body = orjson.loads(encode_dead_letter(raw, "too_large", "", ORIGIN, 0.0))
+    assert body["original_text"] == "a" * (events.MAX_ORIGINAL_BYTES - 1)
+
+
+def test_a_dead_letter_key_is_cut_to_its_bound() -> None:
+    assert events.dead_letter_key("Airport") == b"Airport"
+    assert events.dead_letter_key(None) is None
+    assert events.dead_letter_key(b"k" * 5000) == b"k" * events.MAX_KEY_BYTES

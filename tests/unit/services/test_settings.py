@@ -104,6 +104,13 @@ def test_defaults_are_the_documented_ports_topics_and_broker() -> None:
     assert (engine.log_level, engine.log_format) == ("info", "auto")
 
 
+@pytest.mark.parametrize("settings_class", [EngineSettings, ProducerSettings, SimulatorSettings])
+def test_http_listens_on_loopback_unless_an_address_is_set(
+    settings_class: type[EngineSettings | ProducerSettings | SimulatorSettings],
+) -> None:
+    assert settings_class().http_host == "127.0.0.1"
+
+
 def test_engine_defaults_match_the_documented_ones() -> None:
     engine = EngineSettings()
     assert engine.state_path == Path("bandit_stats.json")
@@ -114,6 +121,7 @@ def test_engine_defaults_match_the_documented_ones() -> None:
     assert engine.half_life_s is None
     assert (engine.snapshot_interval_s, engine.decision_timeout_s) == (5.0, 300.0)
     assert (engine.expired_as, engine.max_pending, engine.batch_size) == ("reject", 1_000_000, 1000)
+    assert engine.max_contexts == 250_000
     assert engine.seed is None
 
 
