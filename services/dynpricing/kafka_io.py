@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -24,6 +24,7 @@ from dynpricing.settings import KafkaSettings, librdkafka_config
 PRODUCE_RETRY_POLL_S = 0.05
 PRODUCE_MAX_RETRIES = 200
 TOPIC_CREATE_TIMEOUT_S = 30.0
+TOPIC_WAIT_S = 5.0  # between looks for topics someone else must create
 FLUSH_TIMEOUT_S = 15.0
 
 
@@ -175,6 +176,29 @@ def origin_of(msg: Message) -> Origin:
     if topic is None or partition is None or offset is None:
         raise ValueError("message without topic, partition or offset")
     return Origin(topic, partition, offset)
+
+
+def missing_topics(kafka: KafkaSettings, topics: Iterable[str]) -> list[str]:
+    """The topics among ``topics`` that the broker does not have (yet)."""
+    admin = AdminClient(dict(librdkafka_config(kafka)))
+    existing = set(admin.list_topics(timeout=TOPIC_CREATE_TIMEOUT_S).topics)
+    return [name for name in dict.fromkeys(topics) if name not in existing]
+
+
+def wait_for_topics(kafka: KafkaSettings, topics: Iterable[str], stop: StopFlag, log: Any) -> bool:
+    """Wait until every topic exists, saying which are missing; False if stopped first.
+
+    For services that must not create topics (``CREATE_TOPICS=false``): whoever
+    manages them (Strimzi's Topic Operator, an administrator) creates them.
+    """
+    wanted = list(topics)
+    while not stop.is_set():
+        missing = missing_topics(kafka, wanted)
+        if not missing:
+            return True
+        log.warning("topics_missing", topics=missing, create_topics=False, retry_in_s=TOPIC_WAIT_S)
+        stop.wait(TOPIC_WAIT_S)
+    return False
 
 
 def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> None:

@@ -86,6 +86,9 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     seed: int | None = None
+    # false where something else manages topics (Strimzi KafkaTopics): never create one,
+    # wait (not ready) until they all exist
+    create_topics: bool = True
 
 
 class EngineSettings(ServiceSettings):

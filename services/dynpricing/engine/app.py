@@ -27,6 +27,7 @@ from dynpricing.kafka_io import (
     make_producer,
     origin_of,
     retrying,
+    wait_for_topics,
     wall_clock,
 )
 from dynpricing.observability import Health, HttpServer, configure_logging
@@ -236,7 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SnapshotError, PricingError) as exc:
         log.error("state_refused", path=str(settings.state_path), error=str(exc))
         return EXIT_BAD_STATE
-    ensure_topics(settings.kafka, settings.topics.all())
+    if settings.create_topics:
+        ensure_topics(settings.kafka, settings.topics.all())
+    elif not wait_for_topics(settings.kafka, settings.topics.all(), stop, log):
+        return 0
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry)
     health = Health()

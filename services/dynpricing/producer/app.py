@@ -19,6 +19,7 @@ from dynpricing.kafka_io import (
     flush,
     make_producer,
     produce,
+    wait_for_topics,
     wall_clock,
 )
 from dynpricing.observability import Health, HttpServer, configure_logging
@@ -117,7 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = structlog.get_logger("producer")
     stop = StopFlag()
     stop.install()
-    ensure_topics(settings.kafka, settings.topics.all())
+    if settings.create_topics:
+        ensure_topics(settings.kafka, settings.topics.all())
+    elif not wait_for_topics(settings.kafka, settings.topics.all(), stop, log):
+        return 0
     registry = CollectorRegistry()
     health = Health()
     publisher = DemandPublisher(settings, registry)

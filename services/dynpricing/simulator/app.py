@@ -38,6 +38,7 @@ from dynpricing.kafka_io import (
     make_producer,
     origin_of,
     produce,
+    wait_for_topics,
     wall_clock,
 )
 from dynpricing.observability import Health, HttpServer, configure_logging
@@ -272,7 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopFlag()
     stop.install()
     market = load_market_file(settings.market_path)
-    ensure_topics(settings.kafka, settings.topics.all())
+    if settings.create_topics:
+        ensure_topics(settings.kafka, settings.topics.all())
+    elif not wait_for_topics(settings.kafka, settings.topics.all(), stop, log):
+        return 0
     registry = CollectorRegistry()
     health = Health()
     customers = Customers(
