@@ -6,6 +6,7 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -13,11 +14,12 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from dynpricing import broker
 from dynpricing.security import local, provision
 from dynpricing.security.local import SecurityMode
-from dynpricing.security.permissions import Names, roles
+from dynpricing.security.permissions import Acl, Names, roles
 from dynpricing.settings import KafkaSettings, librdkafka_config
 from tests.kafka_support import free_port, start_broker, unique
 
 ConfValue = str | int | float | bool
+Manifest = dict[str, Any]
 
 
 @dataclass
@@ -88,3 +90,21 @@ class SecuredBroker:
         for value in values:
             producer.produce(topic, value)
         assert producer.flush(30) == 0
+
+
+def rendered_acls(user: Manifest) -> frozenset[Acl]:
+    """A KafkaUser's ACLs in the table's terms (one per resource and operation)."""
+    return frozenset(
+        Acl(acl["resource"]["type"], acl["resource"]["name"], op)
+        for acl in user["spec"]["authorization"]["acls"]
+        for op in acl["operations"]
+        if acl["resource"].get("patternType", "literal") == "literal"
+    )
+
+
+def users_by_role(manifests: list[Manifest]) -> dict[str, Manifest]:
+    return {
+        u["metadata"]["labels"]["app.kubernetes.io/component"]: u
+        for u in manifests
+        if u.get("kind") == "KafkaUser"
+    }

