@@ -86,9 +86,8 @@ class Podman:
     def clean_up(self) -> None:
         """Remove every container, pod and volume this run made."""
         selector = f"label={RUN_LABEL}={self.run_id}"
-        self("pod", "rm", "--force", "--filter", selector, check=False)
-        self("rm", "--force", "--time", "5", "--filter", selector, check=False)
-        self("volume", "rm", "--force", "--filter", selector, check=False)
+        self("rm", "--force", "--volumes", "--time", "5", "--filter", selector, check=False)
+        self("volume", "prune", "--force", "--filter", selector, check=False)
 
 
 def find_podman(run_id: str) -> Podman:

@@ -390,7 +390,7 @@ def test_readme_lists_the_system_packages_ci_installs() -> None:
         for line in (REPO / "tools" / "system-packages.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert {"podman", "runc", "debootstrap", "prometheus"} <= set(listed)
+    assert {"podman", "runc", "catatonit", "debootstrap", "prometheus"} <= set(listed)
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     prerequisites = readme.split("## Prerequisites", 1)[1].split("\n## ", 1)[0]
     for package in listed:

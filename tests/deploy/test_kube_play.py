@@ -1,0 +1,214 @@
+"""The chart's own pods, run by ``podman kube play`` against the test broker.
+
+``helm template`` renders the chart with an external-Kafka values file that points
+at the test broker and at the images built from the Dockerfile; the rendered
+ConfigMaps, the engine's PersistentVolumeClaim and the Deployments run as
+rendered, apart from the edits that sharing one host network needs (listed in
+``TEST_EDITS`` and checked to be the only ones). So the environment names, the
+mounts, the security context, the command and the probe paths are the
+chart's. Then the chart's `helm test` pod runs its check against the engine.
+
+What podman does not do as Kubernetes would (docs/deployment.md): it turns an
+emptyDir into a named volume rather than a fresh directory per pod, ignores
+fsGroup, and turns the liveness probe into a ``curl`` health check that needs
+systemd timers (there are none here; the images have no curl either). So the
+test asks every rendered probe's path itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.podman_support import Container, Podman
+from tests.deploy.support import SERVICES, Manifest, by_kind, render_release
+from tests.integration.services_support import Topics
+from tests.kafka_support import free_port, unique, wait_until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.tools]
+
+PLAYED_KINDS = ("ConfigMap", "PersistentVolumeClaim", "Deployment")
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+LEARN_DEADLINE_S = 90.0
+HELM_TEST_DEADLINE_S = 60
+# Every change the test makes to the rendered objects. Kubernetes gives each pod
+# its own network namespace; here all pods share the host's, so:
+TEST_EDITS = (
+    "pod spec: hostNetwork true (every pod on the host network, traffic on 127.0.0.1)",
+    "container: ports removed (nothing to map on the host network)",
+    "ConfigMap: <SERVICE>_HTTP_PORT set to a free port per service (one network, three servers)",
+    "ConfigMap: <SERVICE>_HTTP_HOST 127.0.0.1 (0.0.0.0 of the pod's own network, on the host's)",
+    "probes: httpGet.port, the named port 'http', replaced by that port's number",
+    "helm test pod: the engine Service's URL replaced by http://127.0.0.1:<engine port>",
+)
+
+
+@dataclass
+class Played:
+    """What ``podman kube play`` started: per service its pod's container and port."""
+
+    containers: dict[str, Container]
+    manifests: list[Manifest]
+
+
+def component(manifest: Manifest) -> str:
+    return str(manifest["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def external_kafka_values(bootstrap: str, topics: Topics, images: dict[str, str]) -> dict[str, Any]:
+    """An external-Kafka values file: the test broker, its topics, the built images."""
+
+    def image(service: str) -> dict[str, str]:
+        repository, tag = images[service].rsplit(":", 1)
+        return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+    return {
+        "kafka": {
+            "strimzi": {"enabled": False},
+            "external": {"bootstrapServers": bootstrap, "securityProtocol": "PLAINTEXT"},
+        },
+        "topics": {
+            "demand": {"name": topics.demand},
+            "decisions": {"name": topics.decisions},
+            "outcomes": {"name": topics.outcomes},
+            "deadLetters": {"name": topics.dead_letters},
+        },
+        "engine": {
+            "image": image("engine"),
+            "settings": {"groupId": unique("engine"), "snapshotIntervalS": 1.0, "seed": 7},
+        },
+        "producer": {"image": image("producer"), "settings": {"rate": 200, "seed": 5}},
+        "simulator": {
+            "image": image("simulator"),
+            "settings": {"groupId": unique("simulator"), "seed": 11},
+        },
+    }
+
+
+def edit_for_the_host_network(
+    manifests: list[Manifest], ports: dict[str, int]
+) -> tuple[list[Manifest], set[str]]:
+    """Copies of the played objects with TEST_EDITS applied; the edits made."""
+    made: set[str] = set()
+    out = []
+    for original in manifests:
+        m = copy.deepcopy(original)
+        kind = m["kind"]
+        if kind == "ConfigMap":
+            p = f"DYNPRICING_{component(m).upper()}_"
+            m["data"][p + "HTTP_PORT"] = str(ports[component(m)])
+            m["data"][p + "HTTP_HOST"] = "127.0.0.1"
+            made |= {TEST_EDITS[2], TEST_EDITS[3]}
+        pod = m["spec"]["template"]["spec"] if kind == "Deployment" else m.get("spec")
+        if kind in {"Deployment", "Pod"}:
+            pod["hostNetwork"] = True
+            made.add(TEST_EDITS[0])
+            for container in pod["containers"]:
+                if container.pop("ports", None) is not None:
+                    made.add(TEST_EDITS[1])
+                for probe in PROBES:
+                    if probe in container:
+                        container[probe]["httpGet"]["port"] = ports[component(m)]
+                        made.add(TEST_EDITS[4])
+        if kind == "Pod":
+            container = pod["containers"][0]
+            container["command"][-1] = f"http://127.0.0.1:{ports['engine']}"
+            made.add(TEST_EDITS[5])
+        out.append(m)
+    return out, made
+
+
+def play(podman: Podman, path: Path, manifests: list[Manifest]) -> None:
+    path.write_text(yaml.safe_dump_all(manifests, sort_keys=False), encoding="utf-8")
+    podman("kube", "play", path, timeout=300)
+
+
+@pytest.fixture
+def played(
+    podman: Podman,
+    images: dict[str, str],
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> Iterator[Played]:
+    topics = Topics.create(topic_factory, 3)
+    values = tmp_path / "external-kafka-values.yaml"
+    values.write_text(yaml.safe_dump(external_kafka_values(kafka_bootstrap, topics, images)))
+    release = unique("kp")
+    rendered = render_release(release, values)
+    ports = {service: free_port() for service in SERVICES}
+    chosen = [m for m in rendered if m["kind"] in PLAYED_KINDS]
+    assert {m["kind"] for m in chosen} == set(PLAYED_KINDS)
+    manifests, made = edit_for_the_host_network(chosen, ports)
+    assert made == set(TEST_EDITS) - {TEST_EDITS[5]}
+    path = tmp_path / "play.yaml"
+    try:
+        play(podman, path, manifests)
+        containers = {
+            component(d): Container(
+                podman,
+                f"{d['metadata']['name']}-pod-0-{component(d)}",
+                ports[component(d)],
+            )
+            for d in by_kind(manifests, "Deployment")
+        }
+        yield Played(containers, rendered)
+    finally:
+        podman("kube", "down", path, check=False, timeout=120)
+        for claim in by_kind(manifests, "PersistentVolumeClaim"):
+            podman("volume", "rm", "--force", claim["metadata"]["name"], check=False)
+
+
+def test_chart_pods_run_as_rendered_turn_ready_and_learn(
+    played: Played, podman: Podman, tmp_path: Path
+) -> None:
+    assert set(played.containers) == set(SERVICES)
+    for container in played.containers.values():
+        container.wait_ready()
+    # Every probe the chart renders answers on its path.
+    for deployment in by_kind(played.manifests, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]["containers"][0]
+        container = played.containers[component(deployment)]
+        for probe in PROBES:
+            path = spec[probe]["httpGet"]["path"]
+            assert container.get(path)[0] == 200, (component(deployment), probe, path)
+
+    # The security context reached the process.
+    engine = played.containers["engine"]
+    probe = (
+        "import os, pathlib; status = pathlib.Path('/proc/self/status').read_text();"
+        "pathlib.Path('/tmp/probe').write_text('x');"
+        "print(os.getuid(), status.split('CapEff:')[1].split()[0], os.access('/', os.W_OK))"
+    )
+    seen = podman("exec", engine.name, "python", "-c", probe).stdout.split()
+    assert seen == ["10001", "0000000000000000", "False"], seen
+
+    def learnt(beyond: int) -> int:
+        def grown() -> int | None:
+            total = int(engine.json("/state")["total_outcomes"])
+            return total if total > beyond else None
+
+        return wait_until(grown, deadline_s=LEARN_DEADLINE_S, what=f"> {beyond} outcomes")
+
+    learnt(learnt(0) + 100)
+
+    # The chart's `helm test` pod, run as rendered (but for the engine's URL).
+    ports = {name: c.port for name, c in played.containers.items()}
+    test_pod, _ = edit_for_the_host_network(by_kind(played.manifests, "Pod"), ports)
+    assert len(test_pod) == 1
+    path = tmp_path / "helm-test.yaml"
+    try:
+        play(podman, path, test_pod)
+        name = f"{test_pod[0]['metadata']['name']}-{test_pod[0]['spec']['containers'][0]['name']}"
+        waited = podman("wait", name, timeout=HELM_TEST_DEADLINE_S)
+        logs = podman("logs", name, check=False)
+        assert waited.stdout.strip() == "0", logs.stdout + logs.stderr
+        assert "engine ready and exporting metrics" in logs.stdout
+    finally:
+        podman("kube", "down", path, check=False, timeout=120)
