@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.kafka_support import create_topics, free_port, start_broker, unique
+from tests.kafka_support import create_topics, local_broker, unique
 
 
 @pytest.fixture(scope="session")
@@ -25,14 +25,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from dynpricing import broker  # noqa: PLC0415 - unit-only runs need no broker module
-
-    layout = broker.BrokerLayout(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"))
-    proc = start_broker(layout)
-    try:
-        yield layout.bootstrap
-    finally:
-        broker.stop(layout, proc)
+    with local_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import pytest
@@ -42,6 +44,18 @@ def start_broker(layout: broker.BrokerLayout, *, fresh: bool = True) -> subproce
         unavailable(
             f"a local Kafka broker ({exc})", "set KAFKA_BOOTSTRAP_SERVERS or install Java+Maven"
         )
+
+
+@contextlib.contextmanager
+def local_broker(data_dir: Path) -> Iterator[str]:
+    """A local broker of the project's own on a free port, for as long as the block
+    runs; its bootstrap address."""
+    layout = broker.BrokerLayout(port=free_port(), data_dir=data_dir)
+    proc = start_broker(layout)
+    try:
+        yield layout.bootstrap
+    finally:
+        broker.stop(layout, proc)
 
 
 def free_port() -> int:

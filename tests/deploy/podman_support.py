@@ -28,6 +28,7 @@ CONTAINERS_CONF = REPO / "tools" / "podman" / "containers.conf"
 BUILD_TIMEOUT_S = 900
 COMMAND_TIMEOUT_S = 120
 READY_DEADLINE_S = 90.0
+LEARN_DEADLINE_S = 90.0
 STOP_TIMEOUT_S = 40
 # The system CA bundle folder, mounted read-only into the build so that pip
 # trusts the same certificates as the host (a TLS-intercepting proxy included).
@@ -168,6 +169,19 @@ class Container:
         result: dict[str, Any] = json.loads(body)
         return result
 
+    def outcomes_learnt(self) -> int:
+        """The engine's count of outcomes learnt (/state)."""
+        return int(self.json("/state")["total_outcomes"])
+
+    def wait_learning(self, beyond: int) -> int:
+        """Wait until the engine has learnt more than ``beyond`` outcomes; the count."""
+
+        def grown() -> int | None:
+            learnt = self.outcomes_learnt()
+            return learnt if learnt > beyond else None
+
+        return wait_until(grown, deadline_s=LEARN_DEADLINE_S, what=f"more than {beyond} outcomes")
+
     def metrics(self) -> str:
         status, body = self.get("/metrics")
         assert status == 200, status
@@ -178,6 +192,13 @@ class Container:
         self.podman("kill", "--signal", "TERM", self.name)
         waited = self.podman("wait", self.name, timeout=STOP_TIMEOUT_S)
         return int(waited.stdout.strip().splitlines()[-1])
+
+    def stop(self) -> int:
+        """``podman stop`` (SIGTERM, SIGKILL after the grace period, as `compose
+        down` does; a restart policy does not bring it back), then the exit code."""
+        self.podman("stop", f"--time={STOP_TIMEOUT_S}", self.name, timeout=2 * STOP_TIMEOUT_S)
+        state = self.podman("inspect", "--format", "{{.State.ExitCode}}", self.name)
+        return int(state.stdout.strip())
 
 
 def run_container(

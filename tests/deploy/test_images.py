@@ -24,11 +24,10 @@ from tests.deploy.podman_support import (
 )
 from tests.deploy.support import REPO
 from tests.integration.services_support import Topics, metric_value
-from tests.kafka_support import free_port, unique, wait_until
+from tests.kafka_support import free_port, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.tools]
 
-LEARN_DEADLINE_S = 90.0
 DEMAND_RATE = 200
 TOPIC_PARTITIONS = 3
 
@@ -51,18 +50,6 @@ def service_env(
     }
     env.update({f"{p}{k.upper()}": str(v) for k, v in settings.items()})
     return env
-
-
-def outcomes_learnt(engine: Container) -> int:
-    return int(engine.json("/state")["total_outcomes"])
-
-
-def wait_learning(engine: Container, beyond: int) -> int:
-    def grown() -> int | None:
-        learnt = outcomes_learnt(engine)
-        return learnt if learnt > beyond else None
-
-    return wait_until(grown, deadline_s=LEARN_DEADLINE_S, what=f"more than {beyond} outcomes")
 
 
 def test_base_image_python_is_the_dockerfiles_python_and_the_projects(
@@ -107,7 +94,7 @@ def test_images_run_as_the_chart_runs_them_learn_stop_cleanly_and_resume(
     producer.wait_ready()
 
     # The loop learns: outcomes learnt grow, the simulator measures regret.
-    wait_learning(engine, beyond=wait_learning(engine, beyond=0) + 100)
+    engine.wait_learning(beyond=engine.wait_learning(beyond=0) + 100)
     assert metric_value(simulator.metrics(), "dynpricing_regret_total", {}) > 0
 
     # What the process inside gets: uid 10001, no capabilities, a read-only root
@@ -134,6 +121,6 @@ def test_images_run_as_the_chart_runs_them_learn_stop_cleanly_and_resume(
     # A new engine container on the same volume resumes from that state.
     resumed = start("engine", on_volume, group_id=group, snapshot_interval_s=1, seed=7)
     resumed.wait_ready()
-    assert outcomes_learnt(resumed) >= learnt
+    assert resumed.outcomes_learnt() >= learnt
     assert simulator.terminate() == 0
     assert resumed.terminate() == 0

@@ -29,13 +29,12 @@ import yaml
 from tests.deploy.podman_support import Container, Podman
 from tests.deploy.support import SERVICES, Manifest, by_kind, render_release
 from tests.integration.services_support import Topics
-from tests.kafka_support import free_port, unique, wait_until
+from tests.kafka_support import free_port, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.tools]
 
 PLAYED_KINDS = ("ConfigMap", "PersistentVolumeClaim", "Deployment")
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
-LEARN_DEADLINE_S = 90.0
 HELM_TEST_DEADLINE_S = 60
 # Every change the test makes to the rendered objects. Kubernetes gives each pod
 # its own network namespace; here all pods share the host's, so:
@@ -43,7 +42,7 @@ TEST_EDITS = (
     "pod spec: hostNetwork true (every pod on the host network, traffic on 127.0.0.1)",
     "container: ports removed (nothing to map on the host network)",
     "ConfigMap: <SERVICE>_HTTP_PORT set to a free port per service (one network, three servers)",
-    "ConfigMap: <SERVICE>_HTTP_HOST 127.0.0.1 (0.0.0.0 of the pod's own network, on the host's)",
+    "ConfigMap: <SERVICE>_HTTP_HOST 127.0.0.1 (what 0.0.0.0 is in a network of its own)",
     "probes: httpGet.port, the named port 'http', replaced by that port's number",
     "helm test pod: the engine Service's URL replaced by http://127.0.0.1:<engine port>",
 )
@@ -189,14 +188,7 @@ def test_chart_pods_run_as_rendered_turn_ready_and_learn(
     seen = podman("exec", engine.name, "python", "-c", probe).stdout.split()
     assert seen == ["10001", "0000000000000000", "False"], seen
 
-    def learnt(beyond: int) -> int:
-        def grown() -> int | None:
-            total = int(engine.json("/state")["total_outcomes"])
-            return total if total > beyond else None
-
-        return wait_until(grown, deadline_s=LEARN_DEADLINE_S, what=f"> {beyond} outcomes")
-
-    learnt(learnt(0) + 100)
+    engine.wait_learning(beyond=engine.wait_learning(beyond=0) + 100)
 
     # The chart's `helm test` pod, run as rendered (but for the engine's URL).
     ports = {name: c.port for name, c in played.containers.items()}
