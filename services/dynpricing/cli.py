@@ -21,6 +21,7 @@ DELEGATED = {
     "producer": "dynpricing.producer.app",
     "simulator": "dynpricing.simulator.app",
     "experiment": "dynpricing.experiment.cli",
+    "evaluate": "dynpricing.evaluate.cli",
     "bench": "dynpricing.bench.cli",
     "topics": "dynpricing.topics",
     "run": "dynpricing.run.cli",
