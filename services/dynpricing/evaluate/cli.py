@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
+from pydantic import ValidationError
 
 from dynpricing import events
 from dynpricing.core.bandit import Bandit, BanditConfig
@@ -308,7 +309,9 @@ def simulate(args: argparse.Namespace) -> int:
         targets=[n.target for n in scored],
         learning=replayed,
     )
-    result = run_coverage(setup, ProgressBar(args.seeds).advance)
+    progress = ProgressBar(args.seeds, sys.stderr)
+    result = run_coverage(setup, progress.advance)
+    progress.close()
     print(format_coverage(result))
     if args.json is not None:
         write_json_atomic(args.json, result)
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         DumpError,
         EstimationError,
         NoUsableDecisionsError,
-        ValueError,
+        ValidationError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -36,7 +36,8 @@ UNSEEN_ACCEPTANCE = 0.5  # an arm never priced in any training fold
 TINY_PROPENSITY = 0.02  # about 1/(64+1): the resolution of the engine's propensity estimate
 TINY_WEIGHT_SHARE_WARN = 0.10  # warn when decisions with tiny propensities carry this much weight
 UNSUPPORTED_SHARE_WARN = 0.01  # warn when the target puts this much mass where the log never went
-MAX_WEIGHT_SHARE_WARN = 0.05  # warn when one decision carries this share of all weight
+MAX_WEIGHT_SHARE_WARN = 0.05  # warn when one decision carries this share of all weight ...
+MAX_WEIGHT_RATIO_WARN = 10.0  # ... and its weight is this many times the mean weight
 MIN_SUPPORT = 1  # logged decisions a (context, price) cell needs to count as supported
 
 ESTIMATORS = ("ips", "snips", "dr")
@@ -280,7 +281,7 @@ def _warnings(
             f"carry {tiny_share:.1%} of the target's weight; such propensities are coarse "
             "estimates and the true ones may be smaller, so IPS may be biased low"
         )
-    if max_share >= MAX_WEIGHT_SHARE_WARN:
+    if max_share >= MAX_WEIGHT_SHARE_WARN and max_share * data.size >= MAX_WEIGHT_RATIO_WARN:
         found.append(f"one decision carries {max_share:.1%} of the target's weight")
     if not mean_weight.covers(1.0) and data.size > 1:
         found.append(

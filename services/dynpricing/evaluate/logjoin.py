@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dynpricing import events
-from dynpricing.core.errors import PriceNotOnGridError
+from dynpricing.core.errors import PriceNotOnGridError, PricingError
 from dynpricing.core.grid import arm_index, validate_grid
 from dynpricing.engine.pending import Pending, PendingTable, ResolvedMemory
 from dynpricing.evaluate.records import DUPLICATE_DECISION, LoggedDecision
@@ -53,9 +53,9 @@ class JoinRules:
 
     def __post_init__(self) -> None:
         if self.expired_as not in {EXPIRED_AS_REJECT, EXPIRED_AS_DROP}:
-            raise ValueError(f"expired_as must be 'reject' or 'drop', got {self.expired_as!r}")
+            raise PricingError(f"expired_as must be 'reject' or 'drop', got {self.expired_as!r}")
         if not self.decision_timeout_s > 0:
-            raise ValueError(f"decision timeout must be > 0, got {self.decision_timeout_s}")
+            raise PricingError(f"decision timeout must be > 0, got {self.decision_timeout_s}")
 
 
 @dataclass(frozen=True, slots=True)
