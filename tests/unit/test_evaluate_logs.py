@@ -18,6 +18,7 @@ from dynpricing.evaluate.evaluation import NamedTarget, evaluation_log, run_eval
 from dynpricing.evaluate.logjoin import JoinRules
 from dynpricing.evaluate.records import DECISION, OUTCOME, RawRecord
 from dynpricing.evaluate.targets import parse_fixed_prices
+from dynpricing.settings import EngineSettings
 
 PRICES = (1.0, 1.5, 2.0)
 T0 = 1_764_000_000.0
@@ -74,6 +75,15 @@ def report(records: list[RawRecord], **rules: Any) -> dict[str, Any]:
         seed=0,
         source={},
     )
+
+
+def test_the_join_defaults_are_the_engines() -> None:
+    defaults = {name: f.default for name, f in EngineSettings.model_fields.items()}
+    rules = JoinRules()
+    assert rules.decision_timeout_s == defaults["decision_timeout_s"]
+    assert rules.expired_as == defaults["expired_as"]
+    assert rules.resolved_memory == defaults["resolved_memory"]
+    assert rules.max_pending == defaults["max_pending"]
 
 
 def test_decisions_without_propensity_are_counted_and_not_scored() -> None:
@@ -172,6 +182,13 @@ def test_every_decision_read_is_scored_or_counted_under_one_reason() -> None:
     )
     assert found["decisions_read"] == 11
     assert sum(found.get(r, 0) for r in reasons) + found["decisions_scored"] == 11
+
+
+def test_outcomes_for_locations_the_engine_does_not_serve_are_counted() -> None:
+    stray = outcome("ghost", T0 + 1, context=["Harbour", "low"], chosen_price=1.5)
+    found = counts([*answered(2), stray], locations=("Airport",))
+    assert found["outcome_unknown_location"] == 1
+    assert "outcomes_without_decision" not in found
 
 
 def test_a_log_with_nothing_to_score_says_why() -> None:

@@ -162,6 +162,7 @@ def join_rules(args: argparse.Namespace, engine: EngineSettings) -> JoinRules:
         expired_as=_given(args.expired_as, engine.expired_as),
         resolved_memory=_given(args.resolved_memory, engine.resolved_memory),
         max_pending=engine.max_pending,
+        locations=engine.locations,
     )
 
 

@@ -10,7 +10,7 @@ render this one document.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -54,6 +54,8 @@ EXCLUSION_MESSAGES = {
     "duplicate_outcomes": "outcomes repeat an answered decision; only the first counts",
     "late_outcomes": "outcomes arrived after their decision expired and are ignored",
     "outcome_price_not_on_grid": "outcomes without a decision name a price off the grid",
+    "outcome_unknown_location": "outcomes without a decision name a location the engine's "
+    "LOCATIONS do not list",
 }
 
 
@@ -70,7 +72,8 @@ def evaluation_log(
 ) -> tuple[ParsedLog, EvaluationLog]:
     """Parse, join by the engine's rules, and build the arrays."""
     parsed = parse_records(records, prices)
-    joined = join(parsed.decisions, parsed.outcomes, prices, rules)
+    grid = tuple(float(p) for p in prices)
+    joined = join(parsed.decisions, parsed.outcomes, replace(rules, prices=grid))
     return parsed, build(parsed, joined, prices)
 
 

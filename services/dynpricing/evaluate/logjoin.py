@@ -5,9 +5,10 @@ arrives; the first outcome of a decision counts, a second one is a duplicate,
 one arriving after ``DECISION_TIMEOUT_S`` is late (the decision expired and was
 counted as a rejection, or dropped), and an outcome for a decision it never
 made is learnt by its context and price when it names them, else refused. The
-same tables (:mod:`dynpricing.engine.pending`) and rules run here on the
-logged messages in time order, so the evaluation sees the decisions with the
-outcomes the engine learnt for them, and nothing else.
+engine's own join (:class:`dynpricing.engine.join.OutcomeJoin`) runs here on
+the logged messages in time order, so the evaluation sees the decisions with
+the outcomes the engine learnt for them, and nothing else. This module only
+feeds it and counts its verdicts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from dynpricing import events
 from dynpricing.core.errors import PriceNotOnGridError, PricingError
 from dynpricing.core.grid import arm_index, validate_grid
-from dynpricing.engine.pending import Pending, PendingTable, ResolvedMemory
+from dynpricing.engine.join import DUPLICATE, MATCHED, SIMPLE, OutcomeJoin, Pending
 from dynpricing.evaluate.records import DUPLICATE_DECISION, LoggedDecision
 
 DEFAULT_DECISION_TIMEOUT_S = 300.0  # the engine's DECISION_TIMEOUT_S default
@@ -27,8 +28,6 @@ DEFAULT_RESOLVED_MEMORY = 200_000  # the engine's RESOLVED_MEMORY default
 DEFAULT_MAX_PENDING = 1_000_000  # the engine's MAX_PENDING default
 EXPIRED_AS_REJECT = "reject"
 EXPIRED_AS_DROP = "drop"
-APPLIED = "applied"
-EXPIRED = "expired"
 
 # Stable keys of the report's join counts.
 JOINED = "joined"
@@ -40,6 +39,12 @@ LATE_OUTCOME = "late_outcomes"
 WITHOUT_DECISION = "outcomes_without_decision"
 UNKNOWN_DECISION = "unknown_decision"
 OFF_GRID_OUTCOME = "outcome_price_not_on_grid"
+UNKNOWN_LOCATION = "outcome_unknown_location"
+REFUSED = {  # the engine's dead-letter reason for a refused outcome -> its count here
+    "unknown_decision": UNKNOWN_DECISION,
+    "price_not_on_grid": OFF_GRID_OUTCOME,
+    "unknown_location": UNKNOWN_LOCATION,
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class JoinRules:
     expired_as: str = EXPIRED_AS_REJECT
     resolved_memory: int = DEFAULT_RESOLVED_MEMORY
     max_pending: int = DEFAULT_MAX_PENDING
+    prices: tuple[float, ...] = ()  # the grid a simple client's price must be on
+    locations: tuple[str, ...] = ()  # the engine's LOCATIONS; empty: any location
 
     def __post_init__(self) -> None:
         if self.expired_as not in {EXPIRED_AS_REJECT, EXPIRED_AS_DROP}:
@@ -88,79 +95,72 @@ class JoinedLog:
 
 
 class _Join:
-    """The engine's pending table and resolved memory, driven by logged messages."""
+    """The engine's :class:`OutcomeJoin`, driven by logged messages; counts what it decides."""
 
     def __init__(self, decisions: Sequence[LoggedDecision], rules: JoinRules) -> None:
         self.decisions = decisions
         self.rules = rules
-        self.pending = PendingTable(rules.max_pending)
-        self.memory = ResolvedMemory(rules.resolved_memory)
+        self.join = OutcomeJoin.fresh(rules.max_pending, rules.resolved_memory)
         self.answers: dict[int, Resolution] = {}
+        self.grid = validate_grid(rules.prices) if rules.prices else None
         self.joined = JoinedLog()
 
     def decide(self, index: int) -> None:
         decision = self.decisions[index]
-        seen = decision.decision_id in self.pending or self.memory.get(decision.decision_id)
-        if seen:
+        if self.join.knows(decision.decision_id):  # the engine never prices a known id twice
             self.joined.counts[DUPLICATE_DECISION] += 1
             return
         entry = Pending(context=index, arm=decision.arm, decided_at=decision.time)
-        for evicted_id, evicted in self.pending.add(decision.decision_id, entry):
-            self._expire_one(evicted_id, evicted, decision.time)
+        for _, evicted in self.join.decided([(decision.decision_id, entry)]):
+            self._expired(evicted, decision.time)
 
     def expire(self, now: float) -> None:
-        for decision_id, entry in self.pending.expire(now - self.rules.decision_timeout_s):
-            self._expire_one(decision_id, entry, entry.decided_at + self.rules.decision_timeout_s)
+        for _, entry in self.join.expire(now - self.rules.decision_timeout_s):
+            self._expired(entry, entry.decided_at + self.rules.decision_timeout_s)
 
-    def _expire_one(self, decision_id: str, entry: Pending, at: float) -> None:
-        self.memory.remember(decision_id, EXPIRED)
+    def _expired(self, entry: Pending, at: float) -> None:
         if self.rules.expired_as == EXPIRED_AS_REJECT:
             self.answers[entry.context] = Resolution(self.decisions[entry.context], False, at)
             self.joined.counts[EXPIRED_REJECT] += 1
         else:
             self.joined.counts[EXPIRED_DROP] += 1
 
-    def outcome(self, outcome: events.Outcome, grid: Sequence[float]) -> None:
-        """The engine's ``_resolve``: pending, duplicate, late, or learnt by context."""
-        status = self.memory.get(outcome.decision_id)
-        entry = self.pending.pop(outcome.decision_id)
-        if entry is not None:
-            self.memory.remember(outcome.decision_id, APPLIED)
-            decision = self.decisions[entry.context]
-            self.answers[entry.context] = Resolution(decision, outcome.accepted, outcome.timestamp)
-            self.joined.counts[JOINED] += 1
-        elif status == APPLIED:
-            self.joined.counts[DUPLICATE_OUTCOME] += 1
-        elif status == EXPIRED:
-            self.joined.counts[LATE_OUTCOME] += 1
-        else:
-            self._by_context(outcome, grid)
-
-    def _by_context(self, outcome: events.Outcome, grid: Sequence[float]) -> None:
-        if (
-            outcome.location is None
-            or outcome.demand_level is None
-            or outcome.price_multiplier is None
-        ):
-            self.joined.counts[UNKNOWN_DECISION] += 1
-            return
+    def outcome(self, outcome: events.Outcome) -> None:
+        """The engine's verdict on one outcome: matched, duplicate, late, simple, or refused."""
         try:
-            arm = arm_index(validate_grid(grid), outcome.price_multiplier)
-        except PriceNotOnGridError:
-            self.joined.counts[OFF_GRID_OUTCOME] += 1
+            verdict, context, arm = self.join.resolve(outcome, self._locate)
+        except events.InvalidEvent as exc:
+            self.joined.counts[REFUSED.get(exc.reason, exc.reason)] += 1
             return
-        self.memory.remember(outcome.decision_id, APPLIED)
-        self.joined.counts[WITHOUT_DECISION] += 1
-        self.joined.by_context.append(
-            ContextOutcome(
-                outcome.timestamp, outcome.location, outcome.demand_level, arm, outcome.accepted
+        if verdict == MATCHED:
+            decision = self.decisions[context]
+            self.answers[context] = Resolution(decision, outcome.accepted, outcome.timestamp)
+            self.joined.counts[JOINED] += 1
+        elif verdict == SIMPLE:
+            location, level = outcome.location or "", outcome.demand_level or ""
+            self.joined.by_context.append(
+                ContextOutcome(outcome.timestamp, location, level, arm, outcome.accepted)
             )
-        )
+            self.joined.counts[WITHOUT_DECISION] += 1
+        else:
+            self.joined.counts[DUPLICATE_OUTCOME if verdict == DUPLICATE else LATE_OUTCOME] += 1
+
+    def _locate(self, location: str, level: str, price: float) -> tuple[int, int]:
+        """A simple client's context and arm, refused as the engine refuses them."""
+        del level  # checked by the parser
+        if self.rules.locations and location not in self.rules.locations:
+            raise events.InvalidEvent("unknown_location", f"location {location!r}")
+        if self.grid is None:
+            raise events.InvalidEvent("price_not_on_grid", "no grid")
+        try:
+            return -1, arm_index(self.grid, price)
+        except PriceNotOnGridError as exc:
+            raise events.InvalidEvent("price_not_on_grid", str(exc)) from None
 
     def finish(self, end: float) -> JoinedLog:
         """Expire what the engine would have expired by ``end``; the rest is still pending."""
         self.expire(end)
-        self.joined.counts[PENDING_AT_END] += len(self.pending)
+        self.joined.counts[PENDING_AT_END] += len(self.join.pending)
         self.joined.resolved = [self.answers[i] for i in sorted(self.answers)]
         return self.joined
 
@@ -168,7 +168,6 @@ class _Join:
 def join(
     decisions: Sequence[LoggedDecision],
     outcomes: Sequence[events.Outcome],
-    grid: Sequence[float],
     rules: JoinRules,
     end: float | None = None,
 ) -> JoinedLog:
@@ -185,7 +184,7 @@ def join(
             joiner.decide(i)
             i += 1
         joiner.expire(outcome.timestamp)
-        joiner.outcome(outcome, grid)
+        joiner.outcome(outcome)
     while i < len(decisions):
         joiner.decide(i)
         i += 1
