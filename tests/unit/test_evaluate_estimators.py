@@ -169,6 +169,9 @@ def test_weights_that_do_not_average_one_are_flagged() -> None:
     found = diagnose(wrong, target)
     assert found.mean_weight.value == pytest.approx(0.5)
     assert any("not 1" in w for w in found.warnings)
+    # halved weights halve IPS while DR keeps the model's value: the gap check sees it too
+    assert any("disagree" in w for w in evaluate(wrong, target).diagnostics.warnings)
+    assert not any("disagree" in w for w in evaluate(data, target).diagnostics.warnings)
 
 
 @pytest.mark.parametrize("propensity", [0.0, -0.1, 1.5, math.nan])

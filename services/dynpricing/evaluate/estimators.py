@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -119,6 +119,7 @@ class Diagnostics:
     tiny_weight_share: float  # share of the target's weight on those decisions
     unsupported_share: float  # target mass on (context, price) cells the log never priced
     warnings: tuple[str, ...]
+    ips_dr_gap: Interval | None = None  # mean of (IPS - DR) terms: 0 when both are unbiased
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,15 @@ def importance_weights(data: LoggedDecisions, target: FloatArray) -> FloatArray:
     return weights
 
 
+def ips_terms(data: LoggedDecisions, target: FloatArray) -> FloatArray:
+    """Per-decision IPS terms w_i * r_i."""
+    terms: FloatArray = importance_weights(data, target) * data.rewards
+    return terms
+
+
 def ips(data: LoggedDecisions, target: FloatArray) -> Interval:
     """Inverse propensity scoring: mean of w_i * r_i. Unbiased; high variance."""
-    return normal_interval(importance_weights(data, target) * data.rewards)
+    return normal_interval(ips_terms(data, target))
 
 
 def snips(data: LoggedDecisions, target: FloatArray) -> Interval:
@@ -210,12 +217,20 @@ def doubly_robust(
     Unbiased when either the propensities or the (cross-fitted) model are
     right; the interval is narrow where the model explains the rewards.
     """
+    return normal_interval(dr_terms(data, target, model))
+
+
+def dr_terms(
+    data: LoggedDecisions, target: FloatArray, model: FloatArray | None = None
+) -> FloatArray:
+    """Per-decision doubly robust terms: the model's value plus the weighted residual."""
     predicted = reward_model(data) if model is None else model
     weights = importance_weights(data, target)
     rows = np.arange(data.size)
     direct = (target * predicted).sum(axis=1)
     residual = data.rewards - predicted[rows, data.arms]
-    return normal_interval(direct + weights * residual)
+    terms: FloatArray = direct + weights * residual
+    return terms
 
 
 def diagnose(data: LoggedDecisions, target: FloatArray) -> Diagnostics:
@@ -294,13 +309,23 @@ def _warnings(
 
 def evaluate(data: LoggedDecisions, target: FloatArray) -> Evaluation:
     """IPS, SNIPS and doubly robust estimates of one target, with diagnostics."""
-    model = reward_model(data)
+    by_ips, by_dr = ips_terms(data, target), dr_terms(data, target, reward_model(data))
     estimates = {
-        "ips": ips(data, target),
+        "ips": normal_interval(by_ips),
         "snips": snips(data, target),
-        "dr": doubly_robust(data, target, model),
+        "dr": normal_interval(by_dr),
     }
-    return Evaluation(estimates=estimates, diagnostics=diagnose(data, target))
+    gap = normal_interval(by_ips - by_dr)
+    diagnostics = diagnose(data, target)
+    if data.size > 1 and not gap.covers(0.0):
+        warning = (
+            f"IPS and DR disagree beyond their noise (IPS - DR = {gap.value:+.4f}, 95 % "
+            f"interval {gap.low:+.4f} to {gap.high:+.4f}): the logged propensities are off for "
+            "prices this target favours (coarse estimates of small probabilities) or the "
+            "reward model is; DR is the safer estimate"
+        )
+        diagnostics = replace(diagnostics, warnings=(*diagnostics.warnings, warning))
+    return Evaluation(estimates=estimates, diagnostics=replace(diagnostics, ips_dr_gap=gap))
 
 
 def observed_value(data: LoggedDecisions) -> Interval:

@@ -96,6 +96,7 @@ def diagnostics_document(d: Diagnostics) -> dict[str, object]:
         "tiny_propensities": d.tiny_propensities,
         "tiny_weight_share": d.tiny_weight_share,
         "unsupported_share": d.unsupported_share,
+        "ips_dr_gap": None if d.ips_dr_gap is None else interval_document(d.ips_dr_gap),
     }
 
 
