@@ -13,7 +13,7 @@ TEST_TMP := $(CURDIR)/.run/pytest
 include tools/deploy.mk
 
 .PHONY: help venv kafka-fetch kafka-up kafka-down kafka-status lint typecheck test test-unit \
-        run bench experiment lock clean
+        run bench experiment evaluate-coverage lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,11 @@ run: $(STAMP) kafka-fetch ## run the whole pricing loop on a local broker (Ctrl+
 
 experiment: $(STAMP) ## offline policy comparison on the reference market
 	$(BIN)/dynpricing experiment --market services/dynpricing/data/l6.json --plot .run/experiment.png
+
+evaluate-coverage: $(STAMP) ## off-policy evaluation's coverage check on L6 (50 seeds; minutes)
+	@mkdir -p .run
+	$(BIN)/dynpricing evaluate --simulate services/dynpricing/data/l6.json --seeds 50 \
+	  --horizon 5000 --json .run/evaluate-coverage.json
 
 bench: $(STAMP) kafka-fetch ## performance benchmarks (throughput, latency, core, state)
 	$(BIN)/dynpricing bench --json .run/bench.json

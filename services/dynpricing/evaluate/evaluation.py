@@ -34,6 +34,7 @@ from dynpricing.evaluate.targets import FrozenPolicy, Target
 REPORT_FORMAT = "dynpricing.evaluate.report"
 REPORT_VERSION = 1
 FEW_REPLAY_EVENTS = 30  # below this a replay estimate is flagged as resting on very little
+COARSE_FLOOR = 0.005  # a long log whose smallest propensity is above this has floored estimates
 
 EXCLUSION_MESSAGES = {
     NO_PROPENSITY: "decisions carry no propensity (older clients) and are not scored",
@@ -129,6 +130,13 @@ def replay_document(result: ReplayResult) -> dict[str, object]:
         warnings.append(
             f"replay used only {result.usable} of {result.offered} decisions; "
             "the estimate rests on very little"
+        )
+    if result.floor > COARSE_FLOOR and result.offered * result.floor > FEW_REPLAY_EVENTS:
+        warnings.append(
+            f"the smallest logged propensity is {result.floor:.4g} in {result.offered} decisions: "
+            "the log's propensities look like coarse estimates (the engine's rarely go below "
+            "about 1/100), which under-samples prices the logging policy nearly abandoned and "
+            "makes the replay optimistic about a policy that explores them"
         )
     if result.clipped:
         warnings.append(
