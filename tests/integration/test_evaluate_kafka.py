@@ -167,3 +167,16 @@ def test_the_engines_live_log_is_evaluable(
     assert found["logged"]["policies"] == [engine.state()["policy"]]
     for estimate in found["targets"]["ts-revenue"]["estimates"].values():
         assert 0.0 < estimate["value"] < 2.0
+
+
+def test_a_missing_topic_is_a_clear_error(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = dynpricing(
+        [
+            "evaluate", "--bootstrap-servers", kafka_bootstrap,
+            "--decisions-topic", "no-such-decisions", "--target", "fixed:1.2",
+        ]
+    )  # fmt: skip
+    assert status == 1
+    assert "topic 'no-such-decisions' does not exist" in capsys.readouterr().err

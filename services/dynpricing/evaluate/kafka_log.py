@@ -97,7 +97,9 @@ def read_log(
 
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
-    metadata = retrying(lambda: consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S), 5.0)
+    metadata = retrying(
+        lambda: consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S), METADATA_DEADLINE_S
+    )
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         raise KafkaReadError(f"topic {topic!r} does not exist or has no partitions")

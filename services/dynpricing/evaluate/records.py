@@ -17,11 +17,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from dynpricing import events
 from dynpricing.core.errors import PriceNotOnGridError
 from dynpricing.core.grid import arm_index, validate_grid
+
+FloatArray = npt.NDArray[np.float64]
 
 DECISION = "decision"
 OUTCOME = "outcome"
@@ -92,11 +96,10 @@ def propensity_problem(obj: Any) -> str | None:
     return None
 
 
-def parse_decision(record: RawRecord, prices: Sequence[float]) -> LoggedDecision | str:
+def parse_decision(record: RawRecord, grid: FloatArray) -> LoggedDecision | str:
     """A logged decision, or the reason it cannot join at all."""
     try:
         decision = events.parse_decision(record.value)
-        grid = validate_grid(prices)
         arm = arm_index(grid, decision.price_multiplier)
     except events.InvalidEvent:
         return INVALID_DECISION
@@ -122,12 +125,13 @@ def parse_records(records: Iterable[RawRecord], prices: Sequence[float]) -> Pars
     same records gives the same result.
     """
     parsed = ParsedLog()
+    grid = validate_grid(prices)
     decisions: list[tuple[float, int, int, LoggedDecision]] = []
     outcomes: list[tuple[float, int, int, events.Outcome]] = []
     for record in records:
         if record.kind == DECISION:
             parsed.decisions_read += 1
-            decision = parse_decision(record, prices)
+            decision = parse_decision(record, grid)
             if isinstance(decision, str):
                 parsed.refused[decision] += 1
             else:
