@@ -28,8 +28,20 @@ from dynpricing.evaluate.dump import DumpError, read_dump, write_dump
 from dynpricing.evaluate.estimators import EstimationError
 from dynpricing.evaluate.evaluation import NamedTarget, run_evaluation
 from dynpricing.evaluate.kafka_log import KafkaReadError, Window, read_log
-from dynpricing.evaluate.logjoin import EXPIRED_AS_DROP, EXPIRED_AS_REJECT, JoinRules
-from dynpricing.evaluate.records import RawRecord
+from dynpricing.evaluate.logjoin import (
+    EXPIRED_AS_DROP,
+    EXPIRED_AS_REJECT,
+    EXPIRED_DROP,
+    PENDING_AT_END,
+    JoinRules,
+)
+from dynpricing.evaluate.records import (
+    INVALID_DECISION,
+    INVALID_PROPENSITY,
+    NO_PROPENSITY,
+    PRICE_NOT_ON_GRID,
+    RawRecord,
+)
 from dynpricing.evaluate.replay import ReplayTarget
 from dynpricing.evaluate.report import format_coverage, format_report, plot_report
 from dynpricing.evaluate.simulate import CoverageSetup, run_coverage
@@ -57,13 +69,13 @@ DEFAULT_SIMULATE_SEEDS = 50
 DEFAULT_SIMULATE_HORIZON = 5000
 EXIT_USAGE = 2
 EXIT_KAFKA = 1
-SCORED_EXCLUSIONS = (
-    "no_propensity",
-    "invalid_propensity",
-    "invalid_decision",
-    "price_not_on_grid",
-    "pending_at_end",
-    "expired_dropped",
+SCORED_EXCLUSIONS = (  # a logged decision that is not scored, and why
+    NO_PROPENSITY,
+    INVALID_PROPENSITY,
+    INVALID_DECISION,
+    PRICE_NOT_ON_GRID,
+    PENDING_AT_END,
+    EXPIRED_DROP,
 )
 
 

@@ -16,7 +16,19 @@ import numpy as np
 
 from dynpricing.evaluate.dataset import EvaluationLog, build
 from dynpricing.evaluate.estimators import Diagnostics, Interval, evaluate, observed_value
-from dynpricing.evaluate.logjoin import EXPIRED_REJECT, JoinRules, join
+from dynpricing.evaluate.logjoin import (
+    DUPLICATE_OUTCOME,
+    EXPIRED_DROP,
+    EXPIRED_REJECT,
+    LATE_OUTCOME,
+    OFF_GRID_OUTCOME,
+    PENDING_AT_END,
+    UNKNOWN_DECISION,
+    UNKNOWN_LOCATION,
+    WITHOUT_DECISION,
+    JoinRules,
+    join,
+)
 from dynpricing.evaluate.records import (
     DUPLICATE_DECISION,
     INVALID_DECISION,
@@ -42,20 +54,20 @@ EXCLUSION_MESSAGES = {
     INVALID_DECISION: "decision messages could not be parsed and are not scored",
     PRICE_NOT_ON_GRID: "decisions have a price that is not on the grid and are not scored",
     DUPLICATE_DECISION: "decisions were published again with the same id; the first one counts",
-    "pending_at_end": "decisions are younger than the decision timeout at the end of the log "
+    PENDING_AT_END: "decisions are younger than the decision timeout at the end of the log "
     "and may still get an outcome; they are not scored",
-    "expired_dropped": "decisions got no outcome within the decision timeout and are dropped "
+    EXPIRED_DROP: "decisions got no outcome within the decision timeout and are dropped "
     "(EXPIRED_AS=drop)",
     EXPIRED_REJECT: "decisions got no outcome within the decision timeout and are scored as "
     "rejections (EXPIRED_AS=reject, as the engine learnt them)",
     INVALID_OUTCOME: "outcome messages could not be parsed",
-    "outcomes_without_decision": "outcomes answer no decision in the log (learnt by context, "
+    WITHOUT_DECISION: "outcomes answer no decision in the log (learnt by context, "
     "as the engine does, but not scored)",
-    "unknown_decision": "outcomes answer no decision in the log and name no context and price",
-    "duplicate_outcomes": "outcomes repeat an answered decision; only the first counts",
-    "late_outcomes": "outcomes arrived after their decision expired and are ignored",
-    "outcome_price_not_on_grid": "outcomes without a decision name a price off the grid",
-    "outcome_unknown_location": "outcomes without a decision name a location the engine's "
+    UNKNOWN_DECISION: "outcomes answer no decision in the log and name no context and price",
+    DUPLICATE_OUTCOME: "outcomes repeat an answered decision; only the first counts",
+    LATE_OUTCOME: "outcomes arrived after their decision expired and are ignored",
+    OFF_GRID_OUTCOME: "outcomes without a decision name a price off the grid",
+    UNKNOWN_LOCATION: "outcomes without a decision name a location the engine's "
     "LOCATIONS do not list",
 }
 
