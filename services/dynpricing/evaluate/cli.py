@@ -306,10 +306,17 @@ def simulate(args: argparse.Namespace) -> int:
     if doc is None:
         raise PricingError(f"market file {args.simulate} does not exist")
     market = load_market(doc)
-    specs = args.target or list(SIMULATE_TARGETS)
+    specs = args.target or [
+        spec for spec in SIMULATE_TARGETS if not (market.drift and spec.startswith(REPLAY_PREFIX))
+    ]
     scored, replayed = split_targets(
         [simulation_target(spec, market, args.replay_floor) for spec in specs]
     )
+    if market.drift and replayed:
+        raise PricingError(
+            "the replay's truth is its learning curve on a market that does not change; "
+            f"market {market.name!r} drifts, so leave out the replay targets"
+        )
     logging = BanditConfig(prices=tuple(float(p) for p in market.prices))
     if args.logging_draws is not None:
         logging = replace(logging, propensity_draws=args.logging_draws)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dynpricing import events
-from dynpricing.core.bandit import Bandit, BanditConfig
+from dynpricing.core.bandit import Bandit, BanditConfig, DecisionBatch
 from dynpricing.core.contexts import context_key
 from dynpricing.core.market import Market
 from dynpricing.evaluate.dataset import EvaluationLog
@@ -53,41 +53,71 @@ class LoggedRun:
 def log_market(
     market: Market, horizon: int, seed: int, config: BanditConfig, batch: int = BATCH_SIZE
 ) -> LoggedRun:
-    """Run the logging policy for ``horizon`` decisions and return what the topics would hold."""
+    """Run the logging policy for ``horizon`` decisions and return what the topics would hold.
+
+    Batches of ``batch`` demand events are decided at once, as the engine
+    consumes them; their outcomes come back before the next batch. A market
+    with drift moves its curves at its fractions of the horizon.
+    """
     bandit = Bandit(config)
     rng = np.random.default_rng([seed, LOGGER_STREAM])
     market_rng = np.random.default_rng([seed, MARKET_STREAM])
     rows = np.array([bandit.context_index(*c) for c in market.contexts], dtype=np.int64)
-    acceptance = market.acceptance()
     records: list[RawRecord] = []
-    offset = 0
     for step, start in enumerate(range(0, horizon, batch)):
-        size = min(batch, horizon - start)
         now = START_TIME_S + step * BATCH_INTERVAL_S
-        contexts = market_rng.choice(len(market.contexts), size=size, p=market.weights)
+        contexts = market_rng.choice(
+            len(market.contexts), size=min(batch, horizon - start), p=market.weights
+        )
         decided = bandit.decide(rows[contexts], rng, now)
-        model_version = f"{bandit.policy_name}:{bandit.total_outcomes}"
-        won = market_rng.random(size) < acceptance[contexts, decided.arms]
-        for j in range(size):
-            context, arm = int(contexts[j]), int(decided.arms[j])
-            location, level = market.contexts[context]
-            multiplier = float(market.prices[arm])
-            decision_id = f"0-{offset}-sim-{seed}-{start + j}"
-            value = events.decision_bytes(
-                decision_id, f"sim-{seed}-{start + j}", now, now, location, level, multiplier,
-                None, float(decided.propensities[j]), bandit.policy_name, model_version,
-            )  # fmt: skip
-            key = context_key(location, level).encode()
-            records.append(RawRecord(DECISION, 0, offset, value, key))
-            outcome = events.Outcome(
-                decision_id, now + OUTCOME_DELAY_S, bool(won[j]), location, level, multiplier
-            )
-            revenue = multiplier if won[j] else 0.0
-            encoded = events.encode_outcome(outcome, revenue=revenue)
-            records.append(RawRecord(OUTCOME, 0, offset, encoded, key))
-            offset += 1
+        acceptance = market.acceptance(start / horizon)[contexts, decided.arms]
+        won = market_rng.random(contexts.size) < acceptance
+        batch_run = _Batch(seed, start, now, f"{bandit.policy_name}:{bandit.total_outcomes}")
+        records += batch_run.records(market, contexts, decided, won, bandit.policy_name)
         bandit.update(rows[contexts], decided.arms, won, now + OUTCOME_DELAY_S)
     return LoggedRun(records=records, policy=bandit.policy_name)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch's decision and outcome messages, encoded as engine and simulator do."""
+
+    seed: int
+    start: int  # index of the batch's first decision (and its records' offset)
+    now: float
+    model_version: str
+
+    def records(
+        self,
+        market: Market,
+        contexts: IntArray,
+        decided: DecisionBatch,
+        won: npt.NDArray[np.bool_],
+        policy: str,
+    ) -> list[RawRecord]:
+        out = []
+        for j, (context, arm) in enumerate(
+            zip(contexts.tolist(), decided.arms.tolist(), strict=True)
+        ):
+            location, level = market.contexts[context]
+            multiplier = float(market.prices[arm])
+            offset = self.start + j
+            event_id = f"sim-{self.seed}-{offset}"
+            decision_id = f"0-{offset}-{event_id}"
+            value = events.decision_bytes(
+                decision_id, event_id, self.now, self.now, location, level, multiplier,
+                None, float(decided.propensities[j]), policy, self.model_version,
+            )  # fmt: skip
+            key = context_key(location, level).encode()
+            outcome = events.Outcome(
+                decision_id, self.now + OUTCOME_DELAY_S, bool(won[j]), location, level, multiplier
+            )
+            encoded = events.encode_outcome(outcome, revenue=multiplier if won[j] else 0.0)
+            out += [
+                RawRecord(DECISION, 0, offset, value, key),
+                RawRecord(OUTCOME, 0, offset, encoded, key),
+            ]
+        return out
 
 
 def logged_evaluation(run: LoggedRun, market: Market) -> EvaluationLog:
@@ -101,9 +131,21 @@ def market_rows(log: EvaluationLog, market: Market) -> IntArray:
     return np.array([index[c] for c in log.contexts], dtype=np.int64)
 
 
-def true_value(log: EvaluationLog, market: Market, probabilities: FloatArray) -> float:
-    """The target's expected revenue per decision on the logged contexts, from the market."""
-    revenue = market.expected_revenue()[market_rows(log, market)[log.decisions.contexts]]
+def true_value(
+    log: EvaluationLog, market: Market, probabilities: FloatArray, horizon: int
+) -> float:
+    """The target's expected revenue per decision on the logged contexts, from the market.
+
+    Each decision is valued with the curves of its moment (drift included):
+    :func:`log_market` stamps batch ``k`` at ``START_TIME_S + k * BATCH_INTERVAL_S``.
+    """
+    steps = np.rint((log.times - START_TIME_S) / BATCH_INTERVAL_S).astype(np.int64)
+    fractions = steps * BATCH_SIZE / horizon
+    rows = market_rows(log, market)[log.decisions.contexts]
+    revenue = np.empty_like(probabilities)
+    for fraction in np.unique(fractions):
+        at = fractions == fraction
+        revenue[at] = market.expected_revenue(float(fraction))[rows[at]]
     return float((probabilities * revenue).sum(axis=1).mean())
 
 
@@ -166,7 +208,7 @@ def run_coverage(setup: CoverageSetup, progress: Progress | None = None) -> dict
         rng = np.random.default_rng([seed, EVALUATION_STREAM])
         for target in setup.targets:
             probabilities = target.probabilities(log, rng)
-            truth = true_value(log, setup.market, probabilities)
+            truth = true_value(log, setup.market, probabilities, setup.horizon)
             result = evaluate(log.decisions, probabilities)
             for name in ESTIMATORS:
                 tally = tallies.setdefault((target.name, name), Tally())
