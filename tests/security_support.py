@@ -85,6 +85,21 @@ class SecuredBroker:
         finally:
             consumer.close()
 
+    def read_all(self, topic: str) -> list[bytes | None]:
+        """Every message's value in ``topic`` up to its current end, read as the super user."""
+        ends = self.end_offsets(topic)
+        consumer = Consumer(self.conf(local.ADMIN_ROLE, **{"group.id": unique("admin-reader")}))
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        values: list[bytes | None] = []
+        try:
+            while len(values) < sum(ends.values()):
+                for msg in consumer.consume(1000, 1.0):
+                    assert msg.error() is None, msg.error()
+                    values.append(msg.value())
+        finally:
+            consumer.close()
+        return values
+
     def produce_as(self, role: str, topic: str, values: list[bytes]) -> None:
         producer = Producer(self.conf(role, **{"enable.idempotence": True}))
         for value in values:

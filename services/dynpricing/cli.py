@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dynpricing import broker
+from dynpricing.kafka_errors import EXIT_KAFKA_REFUSED, KafkaRefusedError
 from dynpricing.security import local
 
 # subcommand -> module whose ``main(argv) -> int`` runs it
@@ -85,8 +86,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "kafka":
         return _kafka(rest)
     module = importlib.import_module(DELEGATED[command])
-    result: int = module.main(rest)
+    try:
+        result: int = module.main(rest)
+    except KafkaRefusedError as exc:
+        return _refused(command, exc)
     return result
+
+
+def _refused(command: str, exc: KafkaRefusedError) -> int:
+    """One line and a distinct exit code: the broker will not serve these credentials or
+    permissions, so a restart loop would only repeat it (docs/security.md)."""
+    import structlog  # noqa: PLC0415 - configured by the service that raised
+
+    structlog.get_logger(command).error(
+        "kafka_refused", cause=exc.refusal.cause, reason=exc.refusal.message
+    )
+    return EXIT_KAFKA_REFUSED
 
 
 if __name__ == "__main__":

@@ -167,6 +167,18 @@ def _authorization(
     )
 
 
+def denied(
+    err: KafkaError,
+    operation: Operation | None = None,
+    topic: str | None = None,
+    group: str | None = None,
+) -> Refusal | None:
+    """The refusal an ACL error means (no settings needed); None for any other error."""
+    if err.code() not in AUTHORIZATION_CODES:
+        return None
+    return _authorization(err, operation, topic, group)
+
+
 def classify(
     err: KafkaError,
     kafka: KafkaSettings,
@@ -185,7 +197,7 @@ def classify(
     if code in AUTHENTICATION_CODES:
         return _authentication(err, kafka)
     if code in AUTHORIZATION_CODES:
-        return _authorization(err, operation, topic, group)
+        return denied(err, operation, topic, group)
     if code in {KafkaError._SSL, KafkaError._TRANSPORT}:
         return _tls(err, kafka)
     return None

@@ -15,15 +15,25 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, TypeVar
 
+import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from dynpricing.events import Origin
+from dynpricing.kafka_errors import (
+    KafkaRefusedError,
+    KafkaWatch,
+    Operation,
+    Refusal,
+    denied,
+    preflight,
+)
 from dynpricing.settings import KafkaSettings, librdkafka_config
 
 PRODUCE_RETRY_POLL_S = 0.05
 PRODUCE_MAX_RETRIES = 200
 TOPIC_CREATE_TIMEOUT_S = 30.0
+METADATA_STEP_S = 1.0  # one metadata request's wait, between serving the client's callbacks
 TOPIC_WAIT_S = 5.0  # between looks for topics someone else must create
 FLUSH_TIMEOUT_S = 15.0
 
@@ -48,6 +58,7 @@ class DeliveryTracker:
     errors: list[str] = field(default_factory=list)
     highest: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
     sent: int = 0
+    refusal: Refusal | None = None  # the first delivery an ACL refused: never worth a retry
 
     @property
     def reported(self) -> int:
@@ -57,6 +68,7 @@ class DeliveryTracker:
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.errors.append(f"{msg.topic()}: {err}")
+            self.refusal = self.refusal or denied(err, "Write", msg.topic())
             return
         self.delivered += 1
         offset = msg.offset()
@@ -64,6 +76,8 @@ class DeliveryTracker:
             self.highest[(msg.topic(), msg.partition())] = offset
 
     def raise_if_failed(self) -> None:
+        if self.refusal is not None:
+            raise KafkaRefusedError(self.refusal)
         if self.errors:
             raise DeliveryFailedError(f"{len(self.errors)} deliveries failed: {self.errors[:3]}")
 
@@ -71,10 +85,36 @@ class DeliveryTracker:
 ConfValue = str | int | float | bool
 
 
+def watched(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """A client's ``error_cb`` and ``logger``: a refusal (wrong password, unknown CA,
+    rejected certificate, wrong protocol) raises :class:`KafkaRefusedError` from the
+    ``poll``/``consume``/``flush`` that served it; librdkafka's own lines go to the
+    debug log instead of stderr."""
+    refusal = preflight(kafka)  # an expired or missing certificate, named before connecting
+    if refusal is not None:
+        raise KafkaRefusedError(refusal)
+    log = structlog.get_logger("kafka").bind(client=client_id)
+    return KafkaWatch(kafka, warn=log.warning, debug=log.debug).callbacks()
+
+
+def refuse_if_denied(
+    error: KafkaError | BaseException,
+    operation: Operation,
+    topic: str | None = None,
+    group: str | None = None,
+) -> None:
+    """Raise :class:`KafkaRefusedError` if ``error`` is an ACL denial; else return."""
+    err = error.args[0] if isinstance(error, KafkaException) and error.args else error
+    refusal = denied(err, operation, topic, group) if isinstance(err, KafkaError) else None
+    if refusal is not None:
+        raise KafkaRefusedError(refusal)
+
+
 def make_producer(kafka: KafkaSettings, client_id: str, **extra: ConfValue) -> Producer:
     """Idempotent, batched producer (``linger.ms`` small so latency stays low)."""
-    conf: dict[str, ConfValue] = {
+    conf: dict[str, Any] = {
         **librdkafka_config(kafka),
+        **watched(kafka, client_id),
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",
@@ -92,6 +132,7 @@ def make_consumer(kafka: KafkaSettings, group_id: str, client_id: str) -> Consum
     return Consumer(
         {
             **librdkafka_config(kafka),
+            **watched(kafka, client_id),
             "client.id": client_id,
             "group.id": group_id,
             "enable.auto.commit": False,
@@ -152,22 +193,48 @@ REPORT_WAIT_STEP_S = 0.002
 T = TypeVar("T")
 
 
-def retrying(call: Callable[[], T], deadline_s: float) -> T:
+def retrying(
+    call: Callable[[], T],
+    deadline_s: float,
+    operation: Operation = "Describe",
+    group: str | None = None,
+    between: Callable[[], None] | None = None,
+) -> T:
     """Call a synchronous admin/metadata request, retrying transient broker states.
 
     A topic created a moment ago may have no partition leader yet and a group
-    coordinator may still be loading; such errors pass, others raise at once.
+    coordinator may still be loading; such errors pass, an ACL denial raises
+    :class:`KafkaRefusedError` (naming ``group``), others raise at once.
+    ``between`` runs after each transient failure (e.g. :func:`raise_group_refusal`).
     """
     end = time.monotonic() + deadline_s
     while True:
         try:
             return call()
         except KafkaException as exc:
+            refuse_if_denied(exc, operation, group=group)
             err = exc.args[0]
             transient = err.retriable() or err.code() in TRANSIENT_CODES
             if not transient or time.monotonic() > end:
                 raise
+            if between is not None:
+                between()
             time.sleep(RETRY_STEP_S)
+
+
+def raise_group_refusal(consumer: Consumer, group: str) -> None:
+    """Raise the refusal of ``group`` a consumer holds, if any.
+
+    A group the principal may not describe makes ``committed()`` time out, while
+    the reason (FindCoordinator: GROUP_AUTHORIZATION_FAILED) waits in the
+    consumer's queue. Served only while nothing is assigned, so no message is lost.
+    """
+    if consumer.assignment():
+        return
+    msg = consumer.poll(0)
+    err = None if msg is None else msg.error()
+    if err is not None:
+        refuse_if_denied(err, "Describe", group=group)
 
 
 def origin_of(msg: Message) -> Origin:
@@ -178,11 +245,47 @@ def origin_of(msg: Message) -> Origin:
     return Origin(topic, partition, offset)
 
 
+def _admin(kafka: KafkaSettings) -> AdminClient:
+    """Asking for a missing topic by name must never create it (on brokers that would)."""
+    conf = {**librdkafka_config(kafka), **watched(kafka, "admin")}
+    return AdminClient({**conf, "allow.auto.create.topics": False})
+
+
+def _topic_error(admin: AdminClient, name: str) -> KafkaError | None:
+    """The broker's answer about one topic, serving the client's callbacks meanwhile.
+
+    Each topic is asked for by name: a listing of all topics leaves out those
+    this principal may not describe, which would look like missing topics.
+    """
+    end = time.monotonic() + TOPIC_CREATE_TIMEOUT_S
+    while True:
+        admin.poll(0)  # a refusal seen by error_cb raises here
+        try:
+            topic = admin.list_topics(name, timeout=METADATA_STEP_S).topics[name]
+        except KafkaException:
+            if time.monotonic() > end:
+                raise
+            continue  # not answered yet (broker starting or unreachable): ask again
+        error: KafkaError | None = topic.error
+        return error
+
+
 def missing_topics(kafka: KafkaSettings, topics: Iterable[str]) -> list[str]:
-    """The topics among ``topics`` that the broker does not have (yet)."""
-    admin = AdminClient(dict(librdkafka_config(kafka)))
-    existing = set(admin.list_topics(timeout=TOPIC_CREATE_TIMEOUT_S).topics)
-    return [name for name in dict.fromkeys(topics) if name not in existing]
+    """The topics among ``topics`` that the broker does not have (yet).
+
+    A topic this principal may not describe is a refusal, not a missing topic.
+    """
+    admin = _admin(kafka)
+    missing = []
+    for name in dict.fromkeys(topics):
+        error = _topic_error(admin, name)
+        if error is None:
+            continue
+        refuse_if_denied(error, "Describe", topic=name)
+        if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise KafkaException(error)
+        missing.append(name)
+    return missing
 
 
 def wait_for_topics(kafka: KafkaSettings, topics: Iterable[str], stop: StopFlag, log: Any) -> bool:
@@ -203,19 +306,17 @@ def wait_for_topics(kafka: KafkaSettings, topics: Iterable[str], stop: StopFlag,
 
 def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> None:
     """Create missing topics (partitions/replication from settings); existing ones are kept."""
-    admin = AdminClient(dict(librdkafka_config(kafka)))
-    existing = set(admin.list_topics(timeout=TOPIC_CREATE_TIMEOUT_S).topics)
     wanted = [
         NewTopic(name, kafka.topic_partitions, kafka.topic_replication_factor)
-        for name in dict.fromkeys(topics)
-        if name not in existing
+        for name in missing_topics(kafka, topics)
     ]
     if not wanted:
         return
-    for future in admin.create_topics(wanted).values():
+    for name, future in _admin(kafka).create_topics(wanted).items():
         try:
             future.result(timeout=TOPIC_CREATE_TIMEOUT_S)
         except KafkaException as exc:
+            refuse_if_denied(exc, "Create", topic=name)
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
 

@@ -26,6 +26,8 @@ from dynpricing.kafka_io import (
     make_consumer,
     make_producer,
     origin_of,
+    raise_group_refusal,
+    refuse_if_denied,
     retrying,
     wait_for_topics,
     wall_clock,
@@ -80,7 +82,9 @@ def restore(settings: EngineSettings) -> tuple[Bandit, EngineBookkeeping, bool]:
     return bandit, books, True
 
 
-def _read_until_end(consumer: Consumer, ends: dict[tuple[str, int], int]) -> list[bytes | None]:
+def _read_until_end(
+    consumer: Consumer, ends: dict[tuple[str, int], int], group: str
+) -> list[bytes | None]:
     values: list[bytes | None] = []
     positions = dict.fromkeys(ends, -1)
     deadline = time.monotonic() + RECOVERY_DEADLINE_S
@@ -88,8 +92,10 @@ def _read_until_end(consumer: Consumer, ends: dict[tuple[str, int], int]) -> lis
         if time.monotonic() > deadline:
             raise RuntimeError("reading published decisions for recovery took too long")
         for msg in consumer.consume(num_messages=RECOVERY_BATCH, timeout=0.5):
-            if msg.error() is not None:
-                raise KafkaException(msg.error())
+            err = msg.error()
+            if err is not None:
+                refuse_if_denied(err, "Read", msg.topic(), group)
+                raise KafkaException(err)
             where = origin_of(msg)
             positions[(where.topic, where.partition)] = where.offset
             values.append(msg.value())
@@ -122,10 +128,11 @@ def recover_published(engine: PricingEngine, settings: EngineSettings) -> int:
             assignment.append(TopicPartition(topic, partition, start))
     if not assignment:
         return 0
-    reader = make_consumer(settings.kafka, f"{settings.group_id}-recovery", "engine-recovery")
+    group = f"{settings.group_id}-recovery"
+    reader = make_consumer(settings.kafka, group, "engine-recovery")
     try:
         reader.assign(assignment)
-        values = _read_until_end(reader, ends)
+        values = _read_until_end(reader, ends, group)
     finally:
         reader.close()
     return sum(_re_enter(engine, value) for value in values)
@@ -156,10 +163,15 @@ def _start_offset(
     return committed.get((topic, partition), OFFSET_BEGINNING)
 
 
-def _committed(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+def _committed(
+    consumer: Consumer, partitions: list[TopicPartition], group: str
+) -> dict[tuple[str, int], int]:
     """Kafka's committed offsets; retried while the group coordinator is still loading."""
     found = retrying(
-        lambda: consumer.committed(partitions, timeout=WATERMARK_TIMEOUT_S), METADATA_DEADLINE_S
+        lambda: consumer.committed(partitions, timeout=WATERMARK_TIMEOUT_S),
+        METADATA_DEADLINE_S,
+        group=group,
+        between=lambda: raise_group_refusal(consumer, group),
     )
     return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
@@ -185,7 +197,7 @@ def assign_partitions(engine: PricingEngine, settings: EngineSettings) -> list[s
     unknown = [
         tp for tp in new if partition_key(tp.topic, tp.partition) not in engine.books.offsets
     ]
-    committed = _committed(consumer, unknown) if unknown else {}
+    committed = _committed(consumer, unknown, settings.group_id) if unknown else {}
     for tp in new:
         tp.offset = _start_offset(engine, committed, tp.topic, tp.partition)
     consumer.incremental_assign(new)

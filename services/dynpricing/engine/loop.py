@@ -43,6 +43,7 @@ from dynpricing.kafka_io import (
     flush,
     origin_of,
     produce,
+    refuse_if_denied,
     retrying,
     wait_for_reports,
 )
@@ -152,6 +153,7 @@ class PricingEngine:
         err = msg.error()
         if err is None:
             return True
+        refuse_if_denied(err, "Read", msg.topic(), self.settings.group_id)
         if err.fatal():
             raise KafkaException(err)
         if err.code() != KafkaError._PARTITION_EOF:
@@ -460,6 +462,7 @@ class PricingEngine:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:
+                refuse_if_denied(exc, "Commit", group=self.settings.group_id)
                 self.log.warning("offset_commit_failed", error=str(exc))
 
     def refresh_gauges(self) -> None:

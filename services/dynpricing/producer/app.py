@@ -118,9 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = structlog.get_logger("producer")
     stop = StopFlag()
     stop.install()
+    topics = [settings.topics.demand]  # only what it uses: it may describe nothing else
     if settings.create_topics:
-        ensure_topics(settings.kafka, settings.topics.all())
-    elif not wait_for_topics(settings.kafka, settings.topics.all(), stop, log):
+        ensure_topics(settings.kafka, topics)
+    elif not wait_for_topics(settings.kafka, topics, stop, log):
         return 0
     registry = CollectorRegistry()
     health = Health()

@@ -38,6 +38,7 @@ from dynpricing.kafka_io import (
     make_producer,
     origin_of,
     produce,
+    refuse_if_denied,
     wait_for_topics,
     wall_clock,
 )
@@ -217,10 +218,11 @@ class Simulator:
         return released
 
 
-def _usable(msg: Message, log: Any) -> bool:
+def _usable(msg: Message, log: Any, group: str) -> bool:
     err = msg.error()
     if err is None:
         return True
+    refuse_if_denied(err, "Read", msg.topic(), group)
     if err.fatal():
         raise KafkaException(err)
     if err.code() != KafkaError._PARTITION_EOF:
@@ -240,7 +242,7 @@ def run(settings: SimulatorSettings, sim: Simulator, stop: StopFlag, health: Hea
     try:
         while not stop.is_set():
             for msg in consumer.consume(settings.batch_size, settings.poll_timeout_s):
-                if _usable(msg, sim.log):
+                if _usable(msg, sim.log, settings.group_id):
                     sim.handle(msg)
             sim.release(time.monotonic())
             health.tick()
@@ -261,6 +263,7 @@ def _commit(consumer: Any, sim: Simulator, topic: str) -> None:
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
+            refuse_if_denied(exc, "Commit", group=sim.settings.group_id)
             sim.log.warning("offset_commit_failed", error=str(exc))
 
 
@@ -273,9 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopFlag()
     stop.install()
     market = load_market_file(settings.market_path)
+    t = settings.topics
+    topics = [t.decisions, t.outcomes, t.dead_letters]  # what it uses; it may not see demand
     if settings.create_topics:
-        ensure_topics(settings.kafka, settings.topics.all())
-    elif not wait_for_topics(settings.kafka, settings.topics.all(), stop, log):
+        ensure_topics(settings.kafka, topics)
+    elif not wait_for_topics(settings.kafka, topics, stop, log):
         return 0
     registry = CollectorRegistry()
     health = Health()
