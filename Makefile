@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA_PORT ?= 9092
+SECURITY ?= plaintext
 PYTEST_ARGS ?=
 TEST_TMP := $(CURDIR)/.run/pytest
 
@@ -35,8 +36,8 @@ lock: ## re-resolve dependencies and rewrite constraints.txt
 kafka-fetch: $(STAMP) ## download the pinned Kafka broker jars from Maven Central (once)
 	$(BIN)/dynpricing kafka fetch
 
-kafka-up: $(STAMP) ## start a local single-node KRaft broker on 127.0.0.1:$(KAFKA_PORT)
-	$(BIN)/dynpricing kafka up --port $(KAFKA_PORT)
+kafka-up: $(STAMP) ## start a local single-node KRaft broker on 127.0.0.1:$(KAFKA_PORT) (SECURITY=...)
+	$(BIN)/dynpricing kafka up --port $(KAFKA_PORT) --security $(SECURITY)
 
 kafka-down: $(STAMP) ## stop the local broker
 	$(BIN)/dynpricing kafka down --port $(KAFKA_PORT)
@@ -62,8 +63,8 @@ test: $(STAMP) kafka-fetch deploy-tools lint typecheck ## lint, type-check and r
 	@status=0; $(BIN)/pytest --basetemp=$(TEST_TMP) $(PYTEST_ARGS) || status=$$?; \
 	  $(BIN)/dynpricing kafka reap --under $(TEST_TMP); exit $$status
 
-run: $(STAMP) kafka-fetch ## run the whole pricing loop on a local broker (Ctrl+C stops it)
-	$(BIN)/dynpricing run --kafka-port $(KAFKA_PORT)
+run: $(STAMP) kafka-fetch ## run the whole pricing loop on a local broker (SECURITY=sasl-scram|mtls secures it; Ctrl+C stops it)
+	$(BIN)/dynpricing run --kafka-port $(KAFKA_PORT) --security $(SECURITY)
 
 experiment: $(STAMP) ## offline policy comparison on the reference market
 	$(BIN)/dynpricing experiment --market services/dynpricing/data/l6.json --plot .run/experiment.png

@@ -312,7 +312,8 @@ def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> None:
     ]
     if not wanted:
         return
-    for name, future in _admin(kafka).create_topics(wanted).items():
+    admin = _admin(kafka)  # kept while its futures resolve: a dropped client abandons them
+    for name, future in admin.create_topics(wanted).items():
         try:
             future.result(timeout=TOPIC_CREATE_TIMEOUT_S)
         except KafkaException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,19 @@ def test_the_jvm_gets_kafkas_own_gc_settings_unless_the_user_sets_them(
     command = broker._java_cmd(layout, "kafka.Kafka")
     assert "-XX:+UseSerialGC" in command
     assert "-XX:MaxGCPauseMillis=20" not in command
+
+
+def test_no_cache_or_tool_folder_is_committed() -> None:
+    """A committed worktree link (``.cache -> /work/main/.cache``) replaces the fetched
+    broker jars wherever it is checked out, and no broker starts there any more."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", ".cache", ".tools", ".venv", ".run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert tracked == [], "git rm --cached " + " ".join(tracked)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from dynpricing import broker
 from dynpricing.kafka_io import ensure_topics
+from dynpricing.security import local
+from dynpricing.security.local import SECURITY_MODES, SecurityMode
 from dynpricing.settings import KafkaSettings, TopicSettings
 
 PROGRESS_INTERVAL_S = 5.0
@@ -39,6 +41,25 @@ def _service_env(bootstrap: str, state_path: Path) -> dict[str, str]:
     env.setdefault("DYNPRICING_ENGINE_STATE_PATH", str(state_path))
     env.setdefault("DYNPRICING_PRODUCER_RATE", "200")
     return env
+
+
+def _layout(port: int, security: SecurityMode, data_dir: Path | None) -> broker.BrokerLayout:
+    """Each mode keeps its own broker data (kept between runs), so switching never mixes them."""
+    if data_dir is None and security != "plaintext":
+        data_dir = broker.BrokerLayout(port=port).data.with_name(f"kafka-{port}-{security}")
+    return broker.BrokerLayout(port=port, security=security, data_dir=data_dir)
+
+
+def _role_env(layout: broker.BrokerLayout, name: str) -> dict[str, str]:
+    """A service's own credentials from ``kafka up`` (secured modes only)."""
+    return {} if layout.security == "plaintext" else layout.client_env(name)
+
+
+def _admin_settings(layout: broker.BrokerLayout, bootstrap: str) -> KafkaSettings:
+    """Topics are made by the super user on a secured broker (no role may create them)."""
+    if layout.security == "plaintext":
+        return KafkaSettings(bootstrap_servers=bootstrap)
+    return local.kafka_settings_from_env(layout.client_env(local.ADMIN_ROLE), local.ADMIN_ROLE)
 
 
 def _start(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
@@ -98,21 +119,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kafka-port", type=int, default=broker.DEFAULT_PORT)
     parser.add_argument("--state", type=Path, default=Path("bandit_stats.json"))
     parser.add_argument("--logs", type=Path, default=Path(".run/logs"))
+    parser.add_argument(
+        "--kafka-data-dir", type=Path, default=None, help="the local broker's data (kept)"
+    )
+    parser.add_argument(
+        "--security",
+        choices=SECURITY_MODES,
+        default="plaintext",
+        help="the local broker's mode; each service runs as its own role (docs/security.md)",
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    layout = broker.BrokerLayout(port=args.kafka_port)
+    if bootstrap and args.security != "plaintext":
+        parser.error("--security starts a local broker; unset KAFKA_BOOTSTRAP_SERVERS")
+    layout = _layout(args.kafka_port, args.security, args.kafka_data_dir)
     broker_proc = None
     if not bootstrap:
-        print(f"starting Kafka {broker.KAFKA_VERSION} on {layout.bootstrap} ...")
+        print(f"starting Kafka {broker.KAFKA_VERSION} on {layout.bootstrap} ({args.security}) ...")
         broker_proc = broker.start(layout, fresh=False)
         bootstrap = layout.bootstrap
-    ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), TopicSettings().all())
+    ensure_topics(_admin_settings(layout, bootstrap), TopicSettings().all())
     args.logs.mkdir(parents=True, exist_ok=True)
     env = _service_env(bootstrap, args.state)
-    procs = {name: _start(name, env, args.logs) for name in START_ORDER}
+    procs = {
+        name: _start(name, {**env, **_role_env(layout, name)}, args.logs) for name in START_ORDER
+    }
     engine_port = int(env.get(ENGINE_PORT_ENV, DEFAULT_ENGINE_PORT))
     print(f"pricing loop running on {bootstrap}; logs in {args.logs}/; state in {args.state}")
     print(f"engine state at http://127.0.0.1:{engine_port}/state; Ctrl+C stops")
