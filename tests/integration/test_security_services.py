@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.client
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -147,7 +148,8 @@ def _refused(service: Service) -> str:
 
     def exited() -> int | None:
         if service.alive():
-            with contextlib.suppress(OSError):  # not serving HTTP (yet)
+            # not serving HTTP (yet), or cut off mid-answer by the exit
+            with contextlib.suppress(OSError, http.client.HTTPException):
                 assert service.get("/readyz")[0] != 200, f"{service.name} became ready"
             return None
         return service.proc.returncode
