@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ from confluent_kafka import KafkaError, KafkaException
 from dynpricing.settings import KafkaSettings
 
 EXIT_KAFKA_REFUSED = 4
+WARN_INTERVAL_S = 60.0  # a transient error of one kind is a warning at most this often
 MISMATCH_THRESHOLD = 3  # closes in a row (one per reconnect, ~1 s apart) before giving up
 QUICK_CLOSE_MS = 1000  # a close this soon after TLS came up is the listener refusing us
 MASK = "***"
@@ -258,15 +260,16 @@ LogSink = Callable[..., Any]
 
 
 class KafkaWatch:
-    """The ``error_cb`` and ``logger`` of every Kafka client of one service.
+    """The ``error_cb`` and ``logger`` of a Kafka client (kafka_io gives each its own).
 
-    Give each client ``**watch.callbacks()``. Transient errors are logged once
-    per kind (then at debug); librdkafka's own log lines go to debug instead of
-    stderr. The first refusal is kept and raised as :class:`KafkaRefusedError`
-    from the callback, so it leaves the ``poll``/``consume``/``flush`` that
-    served it; :meth:`raise_if_refused` raises it again for code that checks
-    between calls. Call :meth:`mark_connected` once the client has worked: after
-    that, a closed connection is a broker going away, never a protocol mismatch.
+    Give each client ``**watch.callbacks()``. A transient error is a warning at
+    most once a minute per kind (at debug in between); librdkafka's own log
+    lines go to debug instead of stderr. The first refusal is kept and raised as
+    :class:`KafkaRefusedError` from the callback, so it leaves the
+    ``poll``/``consume``/``flush`` that served it; :meth:`raise_if_refused`
+    raises it again for code that checks between calls. Call
+    :meth:`mark_connected` once the client has worked: after that, a closed
+    connection is a broker going away, never a protocol mismatch.
     """
 
     def __init__(
@@ -274,12 +277,14 @@ class KafkaWatch:
         kafka: KafkaSettings,
         warn: LogSink | None = None,
         debug: LogSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kafka = kafka
         self._warn = warn
         self._debug = debug
         self._secrets = [kafka.sasl_password.get_secret_value()] if kafka.sasl_password else []
-        self._seen: set[int] = set()
+        self._warned: dict[int, float] = {}  # error code -> when it was last a warning
+        self._clock = clock
         self._mismatches = 0
         self._connected = False
         self.refusal: Refusal | None = None
@@ -305,8 +310,9 @@ class KafkaWatch:
         refusal = classify(err, self.kafka)
         if refusal is not None:
             self.refuse(refusal)
-        if err.code() not in self._seen:
-            self._seen.add(err.code())
+        now = self._clock()
+        if now - self._warned.get(err.code(), -WARN_INTERVAL_S) >= WARN_INTERVAL_S:
+            self._warned[err.code()] = now
             self._emit(self._warn, "kafka_client_error", code=err.name(), error=err.str())
         else:
             self._emit(self._debug, "kafka_client_error", code=err.name(), error=err.str())

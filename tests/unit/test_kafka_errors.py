@@ -232,19 +232,26 @@ def test_once_connected_a_closed_connection_is_never_a_mismatch() -> None:
     watch.raise_if_refused()
 
 
-def test_transient_errors_are_logged_once_per_kind_then_at_debug() -> None:
+def test_a_transient_error_is_a_warning_at_most_once_a_minute_per_kind() -> None:
     warned: list[dict[str, object]] = []
     debugged: list[dict[str, object]] = []
+    now = [1000.0]
     watch = KafkaWatch(
         SCRAM,
         warn=lambda event, **f: warned.append({"event": event, **f}),
         debug=lambda event, **f: debugged.append({"event": event, **f}),
+        clock=lambda: now[0],
     )
+    down = KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")
     for _ in range(3):
-        watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
-    assert len(warned) == 1
-    assert warned[0]["code"] == "_ALL_BROKERS_DOWN"
+        watch.on_error(down)
+    watch.on_error(KafkaError(KafkaError._TIMED_OUT))
+    assert [w["code"] for w in warned] == ["_ALL_BROKERS_DOWN", "_TIMED_OUT"]
     assert len(debugged) == 2
+    now[0] += kafka_errors.WARN_INTERVAL_S  # the broker goes away again, an hour later
+    watch.on_error(down)
+    assert [w["code"] for w in warned][-1] == "_ALL_BROKERS_DOWN"
+    assert len(warned) == 3
 
 
 def test_the_watch_masks_the_password_in_everything_it_passes_on() -> None:
