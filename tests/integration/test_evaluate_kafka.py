@@ -24,8 +24,9 @@ from dynpricing.core.bandit import BanditConfig
 from dynpricing.core.market import Market, load_market
 from dynpricing.evaluate.records import DECISION, RawRecord
 from dynpricing.evaluate.simulate import log_market
+from dynpricing.security.permissions import Names
 from tests.integration.services_support import ServiceRunner, engine_settings
-from tests.kafka_support import wait_until
+from tests.kafka_support import unique, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -180,3 +181,51 @@ def test_a_missing_topic_is_a_clear_error(
     )  # fmt: skip
     assert status == 1
     assert "topic 'no-such-decisions' does not exist" in capsys.readouterr().err
+
+
+def test_the_engines_credentials_read_a_secured_broker(
+    secured_kafka: Callable[[str], Any],
+    market: Market,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SASL/SCRAM with the table's ACLs: evaluate reads as the engine, nothing more granted.
+
+    It reads like the engine's recovery reader (assigned partitions, nothing
+    committed) under the engine's recovery group, the one group besides its
+    own that the engine's principal may describe.
+    """
+    secured = secured_kafka("sasl-scram")
+    names = Names(
+        demand=secured.make_topic("demand"),
+        decisions=secured.make_topic("decisions", PARTITIONS),
+        outcomes=secured.make_topic("outcomes", PARTITIONS),
+        dead_letters=secured.make_topic("dead"),
+        model=secured.make_topic("model"),
+        engine_group=unique("engine"),
+        simulator_group=unique("simulator"),
+        decider_group=unique("decider"),
+        learner_group=unique("learner"),
+    )
+    secured.grant(names)
+    config = BanditConfig(prices=tuple(market.prices.tolist()))
+    records = log_market(market, 200, seed=8, config=config).records
+    for role, kind, topic in (
+        ("engine", DECISION, names.decisions),
+        ("simulator", "outcome", names.outcomes),
+    ):
+        secured.produce_as(role, topic, [r.value or b"" for r in records if r.kind == kind])
+    for key, value in secured.role_env("engine").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DYNPRICING_ENGINE_GROUP_ID", names.engine_group)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    found = evaluate(
+        "--decisions-topic", names.decisions, "--outcomes-topic", names.outcomes,
+        "--target", "fixed:1.2", "--json", tmp_path / "secured.json",
+    )  # fmt: skip
+    assert found["counts"]["decisions_scored"] == 200
+    other = ["--group-id", unique("evaluate"), "--target", "fixed:1.2"]
+    topics = ["--decisions-topic", names.decisions, "--outcomes-topic", names.outcomes]
+    assert dynpricing(["evaluate", *topics, *other]) == 1  # a group it may not describe
+    assert "Group authorization failed" in capsys.readouterr().err

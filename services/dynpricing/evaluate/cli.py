@@ -52,6 +52,7 @@ from dynpricing.evaluate.targets import (
     parse_policy,
 )
 from dynpricing.experiment.cli import ProgressBar
+from dynpricing.security.permissions import RECOVERY_GROUP_SUFFIX
 from dynpricing.settings import EngineSettings
 from dynpricing.statefile import read_json, write_json_atomic
 
@@ -92,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--bootstrap-servers", help="default: the engine's Kafka settings")
     source.add_argument("--decisions-topic", help="default: the engine's TOPICS__DECISIONS")
     source.add_argument("--outcomes-topic", help="default: the engine's TOPICS__OUTCOMES")
+    source.add_argument(
+        "--group-id",
+        help="never joined nor committed (default: the engine's recovery group, which the "
+        "engine's credentials may describe)",
+    )
     source.add_argument("--since", type=_time, help="Unix seconds or ISO 8601 with a time zone")
     source.add_argument("--until", type=_time, help="end of the window (exclusive)")
     source.add_argument("--from-offset", type=_offset, help="decisions from this offset on")
@@ -235,7 +241,8 @@ def read_window(
     decisions = args.decisions_topic or engine.topics.decisions
     outcomes = args.outcomes_topic or engine.topics.outcomes
     window = Window(args.since, args.until, args.from_offset, args.to_offset)
-    records = read_log(kafka, decisions, outcomes, window, rules.decision_timeout_s)
+    group = args.group_id or f"{engine.group_id}{RECOVERY_GROUP_SUFFIX}"
+    records = read_log(kafka, decisions, outcomes, window, rules.decision_timeout_s, group_id=group)
     source: dict[str, object] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "decisions_topic": decisions,

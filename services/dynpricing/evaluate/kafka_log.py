@@ -11,7 +11,6 @@ consumer group and commits nothing: evaluating never moves a service's offsets.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,12 +70,19 @@ def read_log(
     outcomes_topic: str,
     window: Window,
     decision_timeout_s: float,
+    *,
+    group_id: str,
 ) -> list[RawRecord]:
-    """Decisions in the window and the outcomes that may answer them, in topic order."""
+    """Decisions in the window and the outcomes that may answer them, in topic order.
+
+    ``group_id`` is never joined and nothing is committed under it, but
+    librdkafka looks up its coordinator, so on a broker with ACLs the
+    principal needs Describe on it (as the engine's recovery reader does).
+    """
     consumer = Consumer(
         {
             **librdkafka_config(kafka),
-            "group.id": f"dynpricing-evaluate-{uuid.uuid4().hex}",
+            "group.id": group_id,
             "client.id": "dynpricing-evaluate",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
