@@ -90,10 +90,16 @@ def test_a_dump_is_evaluated_into_a_table_and_a_stable_report(
 
 
 def test_the_same_dump_gives_the_same_report(dump: Path, tmp_path: Path) -> None:
-    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first, second, more = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
     for out in (first, second):
         assert run("--input", dump, "--target", "ts-revenue", "--json", out) == 0
     assert json.loads(first.read_text()) == json.loads(second.read_text())
+    # another target beside it leaves its result alone
+    assert (
+        run("--input", dump, "--target", "fixed:1.2", "--target", "ts-revenue", "--json", more) == 0
+    )
+    alone = json.loads(first.read_text())["targets"]["ts-revenue"]
+    assert json.loads(more.read_text())["targets"]["ts-revenue"] == alone
 
 
 def test_the_engines_settings_set_the_join_rules(

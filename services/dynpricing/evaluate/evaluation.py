@@ -9,6 +9,7 @@ render this one document.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -166,6 +167,11 @@ def replay_document(result: ReplayResult) -> dict[str, object]:
     }
 
 
+def target_rng(seed: int, name: str) -> np.random.Generator:
+    """A target's own random stream: its result does not depend on the other targets."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
 def log_warnings(counts: Mapping[str, int]) -> list[str]:
     """One line per kind of exclusion or special treatment that happened."""
     return [
@@ -188,11 +194,11 @@ def run_evaluation(
     """The report document of every target on these records."""
     parsed, log = evaluation_log(records, prices, rules)
     documents: dict[str, dict[str, object]] = {}
-    for i, named in enumerate(targets):
-        rng = np.random.default_rng([seed, i])
+    for named in targets:
+        rng = target_rng(seed, named.target.name)
         documents[named.target.name] = score_target(named, log, rng)
-    for j, target in enumerate(replays):
-        rng = np.random.default_rng([seed, len(targets) + j])
+    for target in replays:
+        rng = target_rng(seed, target.name)
         result = replay(log, target.config, rng, floor=target.floor)
         documents[target.name] = replay_document(result)
     policies = sorted({d.model_version.partition(":")[0] for d in parsed.decisions} - {""})
