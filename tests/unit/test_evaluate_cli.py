@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,12 @@ def test_simulate_values_decisions_with_the_curves_of_their_moment(
     assert truth == pytest.approx((oracle.mean() + after_oracle.mean()) / 2, abs=0.04)
     assert run("--simulate", drifting, "--seeds", "1", "--target", "replay:ts-revenue") == 2
     assert "drifts" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(
+    dump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # any import of it now fails
+    assert run("--input", dump, "--target", "fixed:1.2", "--plot", tmp_path / "p.png") == 2
+    assert "pip install 'dynpricing[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
