@@ -42,6 +42,23 @@ TEST_EDITS = (
 )
 
 
+# Every key a compose service may use here, and what the test does with it: a
+# key the file gains must be added (and honoured) here first.
+HANDLED_KEYS = {
+    "build": "the image built from the same Dockerfile target",
+    "image": "the tag compose gives that build; the test's own tag instead",
+    "depends_on": "kafka-topics: the test creates its topics before any service",
+    "environment": "--env, with TEST_EDITS",
+    "ports": "not published (TEST_EDITS)",
+    "volumes": "--volume, named volumes with the project prefix",
+    "read_only": "--read-only",
+    "tmpfs": "--tmpfs",
+    "security_opt": "--security-opt",
+    "cap_drop": "--cap-drop",
+    "restart": "--restart",
+}
+
+
 def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8")))
 
@@ -57,6 +74,7 @@ def podman_args(
     name: str, svc: dict[str, Any], project: str, ports: dict[str, int], broker_port: int
 ) -> tuple[list[str], int]:
     """``podman run`` arguments for one compose service, with TEST_EDITS applied."""
+    assert set(svc) <= set(HANDLED_KEYS), f"{name}: {sorted(set(svc) - set(HANDLED_KEYS))}"
     env = dict(svc["environment"])
     prefix = f"DYNPRICING_{name.upper()}_"
     http_port = ports[name]
