@@ -82,6 +82,7 @@ def wait_until(
     *,
     deadline_s: float = DEFAULT_DEADLINE_S,
     what: str = "condition",
+    step_s: float | None = None,
 ) -> T:
     """Call ``probe`` until it returns something other than None, or fail at the deadline."""
     end = time.monotonic() + deadline_s
@@ -91,7 +92,7 @@ def wait_until(
             return result
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        time.sleep(POLL_STEP_S)
+        time.sleep(POLL_STEP_S if step_s is None else step_s)
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:

@@ -1,8 +1,11 @@
 """Kafka clients as every service uses them: idempotent producer, manual-commit consumer.
 
-Delivery reports are checked for every message: a failed delivery is recorded and
-the owning loop treats it as fatal (it stops without snapshotting, so a restart
-replays the input whose output was lost).
+The producer is always wrapped in :class:`OutputProducer`, which owns the delivery
+callback: it counts what it hands over (``sent``) and what is reported, keeps the
+highest delivered offset per partition, and records failures. A checkpoint waits
+for the reports of everything sent before it, so callers never count by hand.
+A failed delivery is fatal to the owning loop (it stops without snapshotting, so a
+restart replays the input whose output was lost).
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -20,76 +23,220 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from dynpricing.events import Origin
-from dynpricing.kafka_errors import (
-    KafkaRefusedError,
-    KafkaWatch,
-    Operation,
-    Refusal,
-    denied,
-    preflight,
-)
+from dynpricing.kafka_errors import KafkaRefusedError, KafkaWatch, Operation, denied, preflight
 from dynpricing.settings import KafkaSettings, librdkafka_config
 
-PRODUCE_RETRY_POLL_S = 0.05
-PRODUCE_MAX_RETRIES = 200
+PRODUCE_RETRY_POLL_S = 0.05  # while the producer's queue is full
+PRODUCE_MAX_RETRIES = 200  # without a stop flag to end the wait: 10 s
+QUEUE_FULL_LOG_INTERVAL_S = 10.0
 TOPIC_CREATE_TIMEOUT_S = 30.0
 METADATA_STEP_S = 1.0  # one metadata request's wait, between serving the client's callbacks
 TOPIC_WAIT_S = 5.0  # between looks for topics someone else must create
 FLUSH_TIMEOUT_S = 15.0
+REPORT_WAIT_STEP_S = 0.002
+TOO_LARGE_CODES = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
+
+ConfValue = str | int | float | bool
+Key = bytes | str | None
+Shrink = Callable[[bytes], bytes]
+"""A smaller stand-in for a message the broker finds too large (dead letters have one)."""
 
 
 class DeliveryFailedError(RuntimeError):
     """A message could not be delivered; its input must be replayed."""
 
+    def __init__(self, message: str, error: KafkaError | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
-@dataclass
-class DeliveryTracker:
-    """Counts delivered and failed messages from delivery reports.
 
-    It also keeps the highest delivered offset per (topic, partition) (reports of
-    one partition arrive in offset order, so the latest is the highest): a message
-    produced later can only land above it, which is what recovery needs to know.
-    A producer that counts what it hands over in ``sent`` can wait, on another
-    thread, for the reports of everything sent up to a point
-    (:func:`wait_for_reports`).
+class MessageTooLargeError(ValueError):
+    """A message larger than the producer accepts, on a topic without a smaller stand-in."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    topic: str | None
+    error: KafkaError
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.error.str()}"
+
+
+class OutputProducer:
+    """The one way services produce; it owns the delivery callback and the counts.
+
+    ``sent`` counts the messages handed to librdkafka, ``reported`` those with a
+    delivery report (delivered or failed), ``highest`` the highest delivered
+    offset per (topic, partition): reports of one partition arrive in offset
+    order, so a message produced later can only land above it, which is what
+    recovery needs to know. A thread other than the producer's can wait for the
+    reports of everything sent up to a point (:meth:`wait_for_reports`): they
+    arrive through the producing thread's own :meth:`poll`.
+
+    A message the broker finds too large is replaced, once, by its topic's
+    ``shrink`` stand-in (a dead letter without the original bytes); the
+    replacement's report then stands for the original's.
     """
 
-    delivered: int = 0
-    errors: list[str] = field(default_factory=list)
-    highest: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
-    sent: int = 0
-    refusal: Refusal | None = None  # the first delivery an ACL refused: never worth a retry
+    def __init__(
+        self,
+        producer: Producer,
+        *,
+        shrink: Mapping[str, Shrink] | None = None,
+        stop: StopFlag | None = None,
+        log: Any = None,
+    ) -> None:
+        self.producer = producer
+        self.sent = 0
+        self.delivered = 0
+        self.failures: list[Failure] = []
+        self.highest: dict[tuple[str | None, int | None], int] = {}
+        self._shrink = shrink or {}
+        self._stop = stop
+        self._log = log
+        self._queue_full_logged = 0.0
 
     @property
     def reported(self) -> int:
         """Messages with a delivery report so far, delivered or failed."""
-        return self.delivered + len(self.errors)
+        return self.delivered + len(self.failures)
 
-    def __call__(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self.errors.append(f"{msg.topic()}: {err}")
-            self.refusal = self.refusal or denied(err, "Write", msg.topic())
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.reported
+
+    # ---- producing --------------------------------------------------------------------
+
+    def send(self, topic: str, value: bytes, key: Key) -> None:
+        """Hand one message over (a full queue is waited out, see :meth:`_when_room`)."""
+        self.send_many(topic, (value,), (key,))
+
+    def send_many(self, topic: str, values: Sequence[bytes], keys: Sequence[Key]) -> None:
+        """Hand messages over in order; ``sent`` counts each one handed, even on an error."""
+        produce = self.producer.produce
+        report = self._on_delivery
+        handed = 0
+        try:
+            for value, key in zip(values, keys, strict=True):
+                try:
+                    produce(topic, value=value, key=key, on_delivery=report)
+                except BufferError:
+                    self._when_room(topic, value, key)
+                except KafkaException as exc:
+                    self._too_large(exc, topic, value, key)
+                handed += 1
+        finally:
+            self.sent += handed
+
+    def _when_room(self, topic: str, value: bytes, key: Key) -> None:
+        """The queue is full (the broker is slow or away): serve reports until there is room.
+
+        With a stop flag the wait lasts until there is room or the service is
+        stopped; without one it is bounded (:data:`PRODUCE_MAX_RETRIES`).
+        """
+        attempts = 0
+        while True:
+            self.producer.poll(PRODUCE_RETRY_POLL_S)
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                attempts += 1
+            if self._stop is None and attempts >= PRODUCE_MAX_RETRIES:
+                raise DeliveryFailedError(f"producer queue stayed full while producing to {topic}")
+            if self._stop is not None and self._stop.is_set():
+                raise DeliveryFailedError(f"stopped while the queue to {topic} was full")
+            self._say_queue_full(topic)
+
+    def _say_queue_full(self, topic: str) -> None:
+        now = time.monotonic()
+        if self._log is not None and now - self._queue_full_logged > QUEUE_FULL_LOG_INTERVAL_S:
+            self._queue_full_logged = now
+            self._log.warning("producer_queue_full", topic=topic, in_flight=self.in_flight)
+
+    def _too_large(self, exc: KafkaException, topic: str, value: bytes, key: Key) -> None:
+        err = exc.args[0] if exc.args else None
+        if not isinstance(err, KafkaError) or err.code() not in TOO_LARGE_CODES:
+            raise exc
+        shrink = self._shrink.get(topic)
+        if shrink is None:
+            raise MessageTooLargeError(f"{len(value)} bytes for {topic}: {err.str()}") from exc
+        self.producer.produce(topic, value=shrink(value), key=key, on_delivery=self._on_delivery)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.delivered += 1
+            offset = msg.offset()
+            if offset is not None:
+                self.highest[(msg.topic(), msg.partition())] = offset
             return
-        self.delivered += 1
-        offset = msg.offset()
-        if offset is not None:
-            self.highest[(msg.topic(), msg.partition())] = offset
+        topic = msg.topic()
+        shrink = self._shrink.get(topic) if topic is not None else None
+        value = msg.value()
+        if err.code() in TOO_LARGE_CODES and topic and shrink is not None and value is not None:
+            shrunk = shrink(value)
+            if len(shrunk) < len(value):  # the stand-in's report will stand for this one
+                self.producer.produce(
+                    topic, value=shrunk, key=msg.key(), on_delivery=self._on_delivery
+                )
+                return
+        self.failures.append(Failure(topic, err))
+
+    # ---- reports ----------------------------------------------------------------------
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        self.producer.poll(timeout_s)
 
     def raise_if_failed(self) -> None:
-        if self.refusal is not None:
-            raise KafkaRefusedError(self.refusal)
-        if self.errors:
-            raise DeliveryFailedError(f"{len(self.errors)} deliveries failed: {self.errors[:3]}")
+        """Raise for the first failed delivery: a refusal (an ACL) or a failure."""
+        for failure in self.failures:
+            refusal = denied(failure.error, "Write", failure.topic)
+            if refusal is not None:
+                raise KafkaRefusedError(refusal)
+        if self.failures:
+            first = self.failures[0]
+            raise DeliveryFailedError(
+                f"{len(self.failures)} deliveries failed: {[str(f) for f in self.failures[:3]]}",
+                first.error,
+            )
 
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> int:
+        """Wait up to ``timeout_s`` for every report; how many messages still have none."""
+        self.producer.flush(timeout_s)
+        return self.in_flight
 
-ConfValue = str | int | float | bool
+    def wait_for_reports(
+        self, upto: int, abandon: threading.Event | None = None, timeout_s: float | None = None
+    ) -> bool:
+        """Block until the first ``upto`` messages have reports; raise if any failed.
+
+        For a thread other than the producer's: it only waits, never polls. False
+        if ``abandon`` was set or ``timeout_s`` passed first. Without a timeout
+        the wait ends anyway once librdkafka gives up on a message
+        (``message.timeout.ms``), as a failure.
+        """
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.reported < upto:
+            if (abandon is not None and abandon.is_set()) or (
+                end is not None and time.monotonic() > end
+            ):
+                return False
+            time.sleep(REPORT_WAIT_STEP_S)
+        self.raise_if_failed()
+        return True
+
+    def purge(self) -> None:
+        """Drop what is still queued (shutdown without a broker): nothing waits for it."""
+        self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self.producer.poll(0)
 
 
 def watched(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
-    """A client's ``error_cb`` and ``logger``: a refusal (wrong password, unknown CA,
-    rejected certificate, wrong protocol) raises :class:`KafkaRefusedError` from the
-    ``poll``/``consume``/``flush`` that served it; librdkafka's own lines go to the
-    debug log instead of stderr."""
+    """A client's ``error_cb`` and ``logger``, for clients made outside a service shell:
+    a refusal (wrong password, unknown CA, rejected certificate, wrong protocol)
+    raises :class:`KafkaRefusedError` from the ``poll``/``consume``/``flush`` that
+    served it; librdkafka's own lines go to the debug log instead of stderr."""
     refusal = preflight(kafka)  # an expired or missing certificate, named before connecting
     if refusal is not None:
         raise KafkaRefusedError(refusal)
@@ -110,11 +257,35 @@ def refuse_if_denied(
         raise KafkaRefusedError(refusal)
 
 
-def make_producer(kafka: KafkaSettings, client_id: str, **extra: ConfValue) -> Producer:
-    """Idempotent, batched producer (``linger.ms`` small so latency stays low)."""
+def raise_group_refusal(consumer: Consumer, group: str) -> None:
+    """Raise the refusal of ``group`` a consumer holds, if any.
+
+    A group the principal may not describe makes ``committed()`` time out, while
+    the reason (FindCoordinator: GROUP_AUTHORIZATION_FAILED) waits in the
+    consumer's queue. Served only while nothing is assigned, so no message is lost.
+    """
+    if consumer.assignment():
+        return
+    msg = consumer.poll(0)
+    err = None if msg is None else msg.error()
+    if err is not None:
+        refuse_if_denied(err, "Describe", group=group)
+
+
+def make_producer(
+    kafka: KafkaSettings,
+    client_id: str,
+    callbacks: dict[str, Any] | None = None,
+    **extra: ConfValue,
+) -> Producer:
+    """Idempotent, batched producer (``linger.ms`` small so latency stays low).
+
+    ``callbacks`` are the service shell's; without them the client watches for
+    refusals itself (:func:`watched`).
+    """
     conf: dict[str, Any] = {
         **librdkafka_config(kafka),
-        **watched(kafka, client_id),
+        **(callbacks if callbacks is not None else watched(kafka, client_id)),
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",
@@ -127,38 +298,32 @@ def make_producer(kafka: KafkaSettings, client_id: str, **extra: ConfValue) -> P
     return Producer(conf)
 
 
-def make_consumer(kafka: KafkaSettings, group_id: str, client_id: str) -> Consumer:
+def make_consumer(
+    kafka: KafkaSettings,
+    group_id: str,
+    client_id: str,
+    callbacks: dict[str, Any] | None = None,
+    **extra: ConfValue,
+) -> Consumer:
     """Offsets are stored and committed by the service, after its work is durable."""
-    return Consumer(
-        {
-            **librdkafka_config(kafka),
-            **watched(kafka, client_id),
-            "client.id": client_id,
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 50,
-            "partition.assignment.strategy": "range",
-        }
-    )
+    conf: dict[str, Any] = {
+        **librdkafka_config(kafka),
+        **(callbacks if callbacks is not None else watched(kafka, client_id)),
+        "client.id": client_id,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+        "partition.assignment.strategy": "range",
+    }
+    conf.update(extra)
+    return Consumer(conf)
 
 
-def produce(
-    producer: Producer,
-    topic: str,
-    value: bytes,
-    key: bytes | str | None,
-    on_delivery: DeliveryTracker,
-) -> None:
-    """``produce`` then serve callbacks; on a full queue, poll and retry (bounded)."""
-    for _ in range(PRODUCE_MAX_RETRIES):
-        try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-            return
-        except BufferError:
-            producer.poll(PRODUCE_RETRY_POLL_S)
-    raise DeliveryFailedError(f"producer queue stayed full while producing to {topic}")
+def produce(producer: OutputProducer, topic: str, value: bytes, key: Key) -> None:
+    """``producer.send``: kept for callers that read as a function call."""
+    producer.send(topic, value, key)
 
 
 def consume_batch(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
@@ -186,11 +351,18 @@ TRANSIENT_CODES = frozenset(
         KafkaError.UNKNOWN_TOPIC_OR_PART,
         KafkaError._TIMED_OUT,
         KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._WAIT_COORD,
     }
 )
 RETRY_STEP_S = 0.25
-REPORT_WAIT_STEP_S = 0.002
 T = TypeVar("T")
+
+
+def transient(exc: KafkaException) -> bool:
+    """An error that a broker still starting, restarting or electing a leader explains."""
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT_CODES)
 
 
 def retrying(
@@ -203,9 +375,10 @@ def retrying(
     """Call a synchronous admin/metadata request, retrying transient broker states.
 
     A topic created a moment ago may have no partition leader yet and a group
-    coordinator may still be loading; such errors pass, an ACL denial raises
-    :class:`KafkaRefusedError` (naming ``group``), others raise at once.
-    ``between`` runs after each transient failure (e.g. :func:`raise_group_refusal`).
+    coordinator may still be loading; such errors pass until the deadline, an
+    ACL denial raises :class:`KafkaRefusedError` (naming ``group``), others
+    raise at once. ``between`` runs after each transient failure (e.g.
+    :func:`raise_group_refusal`).
     """
     end = time.monotonic() + deadline_s
     while True:
@@ -213,28 +386,11 @@ def retrying(
             return call()
         except KafkaException as exc:
             refuse_if_denied(exc, operation, group=group)
-            err = exc.args[0]
-            transient = err.retriable() or err.code() in TRANSIENT_CODES
-            if not transient or time.monotonic() > end:
+            if not transient(exc) or time.monotonic() > end:
                 raise
             if between is not None:
                 between()
             time.sleep(RETRY_STEP_S)
-
-
-def raise_group_refusal(consumer: Consumer, group: str) -> None:
-    """Raise the refusal of ``group`` a consumer holds, if any.
-
-    A group the principal may not describe makes ``committed()`` time out, while
-    the reason (FindCoordinator: GROUP_AUTHORIZATION_FAILED) waits in the
-    consumer's queue. Served only while nothing is assigned, so no message is lost.
-    """
-    if consumer.assignment():
-        return
-    msg = consumer.poll(0)
-    err = None if msg is None else msg.error()
-    if err is not None:
-        refuse_if_denied(err, "Describe", group=group)
 
 
 def origin_of(msg: Message) -> Origin:
@@ -245,23 +401,26 @@ def origin_of(msg: Message) -> Origin:
     return Origin(topic, partition, offset)
 
 
-def _admin(kafka: KafkaSettings) -> AdminClient:
+def admin_client(kafka: KafkaSettings, callbacks: dict[str, Any] | None = None) -> AdminClient:
     """Asking for a missing topic by name must never create it (on brokers that would)."""
-    conf = {**librdkafka_config(kafka), **watched(kafka, "admin")}
+    conf = {
+        **librdkafka_config(kafka),
+        **(callbacks if callbacks is not None else watched(kafka, "admin")),
+    }
     return AdminClient({**conf, "allow.auto.create.topics": False})
 
 
-def _topic_error(admin: AdminClient, name: str) -> KafkaError | None:
+def _topic_error(admin: AdminClient, name: str, timeout_s: float) -> KafkaError | None:
     """The broker's answer about one topic, serving the client's callbacks meanwhile.
 
     Each topic is asked for by name: a listing of all topics leaves out those
     this principal may not describe, which would look like missing topics.
     """
-    end = time.monotonic() + TOPIC_CREATE_TIMEOUT_S
+    end = time.monotonic() + timeout_s
     while True:
         admin.poll(0)  # a refusal seen by error_cb raises here
         try:
-            topic = admin.list_topics(name, timeout=METADATA_STEP_S).topics[name]
+            topic = admin.list_topics(name, timeout=min(METADATA_STEP_S, timeout_s)).topics[name]
         except KafkaException:
             if time.monotonic() > end:
                 raise
@@ -270,15 +429,21 @@ def _topic_error(admin: AdminClient, name: str) -> KafkaError | None:
         return error
 
 
-def missing_topics(kafka: KafkaSettings, topics: Iterable[str]) -> list[str]:
+def missing_topics(
+    kafka: KafkaSettings,
+    topics: Iterable[str],
+    callbacks: dict[str, Any] | None = None,
+    timeout_s: float = TOPIC_CREATE_TIMEOUT_S,
+) -> list[str]:
     """The topics among ``topics`` that the broker does not have (yet).
 
     A topic this principal may not describe is a refusal, not a missing topic.
+    ``timeout_s`` bounds the wait for each answer (an unreachable broker raises).
     """
-    admin = _admin(kafka)
+    admin = admin_client(kafka, callbacks)
     missing = []
     for name in dict.fromkeys(topics):
-        error = _topic_error(admin, name)
+        error = _topic_error(admin, name, timeout_s)
         if error is None:
             continue
         refuse_if_denied(error, "Describe", topic=name)
@@ -288,31 +453,23 @@ def missing_topics(kafka: KafkaSettings, topics: Iterable[str]) -> list[str]:
     return missing
 
 
-def wait_for_topics(kafka: KafkaSettings, topics: Iterable[str], stop: StopFlag, log: Any) -> bool:
-    """Wait until every topic exists, saying which are missing; False if stopped first.
+def ensure_topics(
+    kafka: KafkaSettings,
+    topics: Iterable[str],
+    callbacks: dict[str, Any] | None = None,
+    timeout_s: float = TOPIC_CREATE_TIMEOUT_S,
+) -> None:
+    """Create missing topics (partitions/replication from settings); existing ones are kept.
 
-    For services that must not create topics (``CREATE_TOPICS=false``): whoever
-    manages them (Strimzi's Topic Operator, an administrator) creates them.
+    ``timeout_s`` bounds the metadata requests that say which are missing.
     """
-    wanted = list(topics)
-    while not stop.is_set():
-        missing = missing_topics(kafka, wanted)
-        if not missing:
-            return True
-        log.warning("topics_missing", topics=missing, create_topics=False, retry_in_s=TOPIC_WAIT_S)
-        stop.wait(TOPIC_WAIT_S)
-    return False
-
-
-def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> None:
-    """Create missing topics (partitions/replication from settings); existing ones are kept."""
     wanted = [
         NewTopic(name, kafka.topic_partitions, kafka.topic_replication_factor)
-        for name in missing_topics(kafka, topics)
+        for name in missing_topics(kafka, topics, callbacks, timeout_s)
     ]
     if not wanted:
         return
-    admin = _admin(kafka)  # kept while its futures resolve: a dropped client abandons them
+    admin = admin_client(kafka, callbacks)  # kept while its futures resolve
     for name, future in admin.create_topics(wanted).items():
         try:
             future.result(timeout=TOPIC_CREATE_TIMEOUT_S)
@@ -322,47 +479,34 @@ def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> None:
                 raise
 
 
-def flush(producer: Producer, tracker: DeliveryTracker, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
-    """Wait for every queued message; raise if any is undelivered or failed."""
-    remaining = producer.flush(timeout_s)
-    if remaining:
-        raise DeliveryFailedError(f"{remaining} messages still queued after {timeout_s}s")
-    tracker.raise_if_failed()
-
-
-def wait_for_reports(tracker: DeliveryTracker, sent: int, timeout_s: float) -> None:
-    """Block until the first ``sent`` messages have their reports; raise if any failed.
-
-    For a thread other than the producer's: the reports arrive through the
-    producer thread's own ``poll`` calls, so this only waits and never polls.
-    """
-    end = time.monotonic() + timeout_s
-    while tracker.reported < sent:
-        if time.monotonic() > end:
-            raise DeliveryFailedError(
-                f"{sent - tracker.reported} messages without a delivery report after {timeout_s}s"
-            )
-        time.sleep(REPORT_WAIT_STEP_S)
-    tracker.raise_if_failed()
-
-
 class StopFlag:
     """Set by SIGTERM or SIGINT (Kubernetes sends SIGTERM); loops check it between batches."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.signal_name: str | None = None
+        self.set_at: float | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
+    def on_set(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from the signal handler) when the flag is set."""
+        self._listeners.append(listener)
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.signal_name = signal.Signals(signum).name
-        self._event.set()
+        self.set()
 
     def set(self) -> None:
+        if self._event.is_set():
+            return
+        self.set_at = time.monotonic()
         self._event.set()
+        for listener in self._listeners:
+            listener()
 
     def is_set(self) -> bool:
         return self._event.is_set()

@@ -46,10 +46,16 @@ def configure_logging(level: str, fmt: str) -> None:
 
 
 class Health:
-    """Liveness (the loop ticks) and readiness (set by the service), thread-safe."""
+    """Liveness (the loop ticks) and readiness, thread-safe.
+
+    Ready means the service says it works (``set_ready``) and its broker is
+    reachable (``set_connected``, kept by the service shell).
+    """
 
     def __init__(self, stale_after_s: float = HEALTH_STALE_AFTER_S) -> None:
         self._ready = threading.Event()
+        self._connected = threading.Event()
+        self._connected.set()
         self._last_tick = time.monotonic()
         self._stale_after_s = stale_after_s
 
@@ -62,9 +68,19 @@ class Health:
         else:
             self._ready.clear()
 
+    def set_connected(self, connected: bool) -> None:
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        return self._ready.is_set() and self._connected.is_set()
 
     @property
     def alive(self) -> bool:
@@ -130,7 +146,9 @@ class HttpServer:
         health: Health,
         views: Mapping[str, JsonView] | None = None,
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(registry, health, views or {}))
+        self._server = ThreadingHTTPServer(
+            (host, port), _handler(registry, health, views if views is not None else {})
+        )
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -9,6 +9,7 @@ values and docker-compose use the same names.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,11 @@ BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def _host_name() -> str:
+    """``HOSTNAME`` (a pod's name in Kubernetes, a container's id in compose), else the host's."""
+    return os.environ.get("HOSTNAME") or socket.gethostname()
 
 
 def _default_bootstrap() -> str:
@@ -89,6 +95,8 @@ class ServiceSettings(BaseSettings):
     # false where something else manages topics (Strimzi KafkaTopics): never create one,
     # wait (not ready) until they all exist
     create_topics: bool = True
+    # SIGTERM ends the service within this, whatever the broker does
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
 
 
 class EngineSettings(ServiceSettings):
@@ -122,7 +130,6 @@ class EngineSettings(ServiceSettings):
     resolved_memory: int = Field(default=200_000, ge=1)
     batch_size: int = Field(default=1000, ge=1)
     poll_timeout_s: float = Field(default=0.2, gt=0)
-    shutdown_timeout_s: float = Field(default=20.0, gt=0)
 
     @field_validator("prices")
     @classmethod
@@ -152,6 +159,9 @@ class ProducerSettings(ServiceSettings):
     locations: tuple[str, ...] = ("Airport", "Downtown")
     day_length_s: float = Field(default=600.0, gt=0)
     burst_probability: float = Field(default=0.02, ge=0, le=1)
+    # mixed into the seed and the event ids, so replicas with one SEED publish distinct
+    # streams; the pod's (or container's) host name unless set
+    replica_id: str = Field(default_factory=_host_name)
 
 
 class SimulatorSettings(ServiceSettings):
@@ -166,5 +176,15 @@ class SimulatorSettings(ServiceSettings):
     delay_mean_s: float = Field(default=0.0, ge=0)
     horizon: int = Field(default=0, ge=0)  # decisions that make up the market's drift timeline
     group_id: str = "dynpricing-simulator"
+    # static group membership: a restart under the same id gets its partitions back at
+    # once; unless set, "<host name>-<decisions topic>": distinct per replica (pod), and
+    # a member never returns to a group under its old id with another topic
+    group_instance_id: str | None = Field(default=None, min_length=1)
+    # how long the broker keeps a member's partitions for it when it does not come back
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     batch_size: int = Field(default=1000, ge=1)
     poll_timeout_s: float = Field(default=0.2, gt=0)
+
+    def instance_id(self) -> str:
+        """The static member id this simulator joins its group with."""
+        return self.group_instance_id or f"{_host_name()}-{self.topics.decisions}"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from tests.kafka_support import drain, free_port, unique, wait_until
+from tests.kafka_support import drain, end_offsets, free_port, unique, wait_until
 
 STOP_TIMEOUT_S = 30.0
 PREFIXES = {
@@ -66,7 +67,7 @@ class Service:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait_ready(self, deadline_s: float = 60.0) -> None:
+    def wait_ready(self, deadline_s: float = 60.0, poll_s: float | None = None) -> None:
         def probe() -> bool | None:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
@@ -75,7 +76,7 @@ class Service:
             except OSError:
                 return None
 
-        wait_until(probe, deadline_s=deadline_s, what=f"{self.name} /readyz")
+        wait_until(probe, deadline_s=deadline_s, what=f"{self.name} /readyz", step_s=poll_s)
 
     def state(self) -> dict[str, Any]:
         status, body = self.get("/state")
@@ -95,6 +96,13 @@ class Service:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(STOP_TIMEOUT_S)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stalls as under heavy CPU throttling."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -137,10 +145,18 @@ def service_env(
             f"{prefix}LOG_FORMAT": "json",
         }
     )
-    for key, value in settings.items():
-        text = json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
-        env[f"{prefix}{key.upper()}"] = text
+    env.update(settings_env(name, settings))
     return env
+
+
+def settings_env(name: str, settings: dict[str, object]) -> dict[str, str]:
+    """Service settings by field name as the variables that set them."""
+    return {
+        f"{PREFIXES[name]}{key.upper()}": (
+            json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
+        )
+        for key, value in settings.items()
+    }
 
 
 class ServiceRunner:
@@ -154,7 +170,17 @@ class ServiceRunner:
 
     def start(self, name: str, *, port: int | None = None, **settings: object) -> Service:
         port = port or free_port()
-        env = service_env(name, self.bootstrap, self.topics, port, **settings)
+        return self._spawn(name, service_env(name, self.bootstrap, self.topics, port, **settings))
+
+    def restart(self, service: Service, **settings: object) -> Service:
+        """A new process with the same environment (same state file, group, port), with
+        ``settings`` changed for this process only."""
+        env = dict(service.env)
+        env.update(settings_env(service.name, settings))
+        return self._spawn(service.name, env)
+
+    def _spawn(self, name: str, env: dict[str, str]) -> Service:
+        port = int(env[f"{PREFIXES[name]}HTTP_PORT"])
         log_path = self.workdir / f"{name}-{len(self.started)}.log"
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
@@ -168,22 +194,6 @@ class ServiceRunner:
         service = Service(name, proc, port, log_path, env)
         self.started.append(service)
         return service
-
-    def restart(self, service: Service) -> Service:
-        """A new process with the same environment (same state file, group, port)."""
-        log_path = self.workdir / f"{service.name}-{len(self.started)}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "dynpricing.cli", service.name],
-                env=service.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-            )
-        fresh = Service(service.name, proc, service.port, log_path, service.env)
-        self.started.append(fresh)
-        return fresh
 
     def stop_all(self) -> None:
         for service in self.started:
@@ -251,3 +261,82 @@ def read_json_messages(
         return found if len(found) >= at_least else None
 
     return wait_until(enough, deadline_s=deadline_s, what=f"{at_least} messages on {topic}")
+
+
+def consumed(state_path: Path, topic: str) -> int:
+    """Messages of ``topic`` the engine's last snapshot covers (sum of its next offsets)."""
+    try:
+        doc = json.loads(state_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    offsets: dict[str, int] = doc.get("engine", {}).get("offsets", {})
+    return sum(v for k, v in offsets.items() if k.rpartition(":")[0] == topic)
+
+
+def wait_consumed(state_path: Path, topic: str, count: int, deadline_s: float = 120.0) -> None:
+    """Until the engine's snapshot covers ``count`` messages of ``topic``."""
+    wait_until(
+        lambda: True if consumed(state_path, topic) >= count else None,
+        deadline_s=deadline_s,
+        what=f"a snapshot covering {count} messages of {topic}",
+    )
+
+
+def priced_once(bootstrap: str, demand_topic: str, decisions_topic: str) -> list[dict[str, Any]]:
+    """Every decision, after checking that each demand message has exactly one.
+
+    A decision id starts with its demand message's ``<partition>-<offset>-``.
+    """
+    demand = {
+        f"{p}-{o}" for p, end in end_offsets(bootstrap, demand_topic).items() for o in range(end)
+    }
+    decisions = [json.loads(m.value()) for m in drain(bootstrap, decisions_topic)]
+    per_event = Counter("-".join(d["decision_id"].split("-", 2)[:2]) for d in decisions)
+    twice = {k: n for k, n in per_event.items() if n > 1}
+    assert not twice, f"{len(twice)} demand events priced more than once, e.g. {list(twice)[:5]}"
+    assert set(per_event) == demand, (
+        f"{len(demand - set(per_event))} demand events unpriced,"
+        f" {len(set(per_event) - demand)} decisions without a demand event"
+    )
+    return decisions
+
+
+def first_answers(outcomes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The first outcome of each decision in its partition's order: the one the engine learns.
+
+    (Every outcome of one decision carries its context as key, so all of them are
+    in one partition, in the order the engine reads them.)
+    """
+    first: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        first.setdefault(outcome["decision_id"], outcome)
+    return first
+
+
+def learnt_exactly_once(
+    runner: ServiceRunner, engine: Service, state_path: Path, decisions: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Once every decision is answered and the engine has read every answer: each decision's
+    first answer is learnt, once, on its context and price, and nothing else is.
+
+    Returns every outcome message and the first answer of each decision.
+    """
+
+    def all_answered() -> list[dict[str, Any]] | None:
+        found = [json.loads(m.value()) for m in drain(runner.bootstrap, runner.topics.outcomes)]
+        return found if len(first_answers(found)) >= len(decisions) else None
+
+    answered = wait_until(all_answered, deadline_s=600, what="every decision answered")
+    wait_consumed(state_path, runner.topics.outcomes, len(answered), deadline_s=600)
+    first = first_answers(answered)
+    state = engine.state()
+    assert state["total_outcomes"] == len(first) == len(decisions)
+    expected = Counter(
+        (o["context"][0], o["context"][1], o["chosen_price"], o["accepted"]) for o in first.values()
+    )
+    for ctx in state["contexts"]:
+        for arm in ctx["arms"]:
+            key = (ctx["location"], ctx["demand_level"], arm["price"])
+            learnt = (arm["successes"], arm["failures"])
+            assert learnt == (expected[(*key, True)], expected[(*key, False)]), key
+    return answered, first

@@ -18,7 +18,9 @@ from tests.integration.services_support import (
     ServiceRunner,
     demand_json,
     engine_settings,
+    priced_once,
     produce_values,
+    wait_consumed,
 )
 from tests.kafka_support import drain, unique, wait_until
 
@@ -192,3 +194,65 @@ def test_engine_resumes_after_sigkill_without_losing_or_double_counting_outcomes
         assert failures == expected[(location, level, price, False)]
     decision_ids = [d["decision_id"] for d in _decisions(runner, events)]
     assert len(decision_ids) == len(set(decision_ids)) == events
+
+
+DOUBLE_CRASH_EVENTS = 20_000
+
+
+def _priced_then_killed_before_any_snapshot(runner: ServiceRunner, tmp_path: Path) -> Service:
+    """Engine A prices every event and dies before a snapshot covers any of them."""
+    engine = runner.start("engine", **engine_settings(tmp_path, snapshot_interval_s=3600))
+    engine.wait_ready()
+    _demand(runner, DOUBLE_CRASH_EVENTS)
+    _decisions(runner, DOUBLE_CRASH_EVENTS)
+    engine.kill()
+    return engine
+
+
+def _nothing_priced_or_learnt_twice(
+    runner: ServiceRunner, crashed: Service, tmp_path: Path
+) -> None:
+    """Engine C after the double crash: every event priced once, every answer learnt once."""
+    engine = runner.restart(crashed, snapshot_interval_s=0.5)
+    engine.wait_ready()
+    state_path = tmp_path / "bandit_stats.json"
+    wait_consumed(state_path, runner.topics.demand, DOUBLE_CRASH_EVENTS)
+    decisions = priced_once(runner.bootstrap, runner.topics.demand, runner.topics.decisions)
+    _answer(runner, decisions)  # every decision message: an id published twice gets two
+    wait_consumed(state_path, runner.topics.outcomes, len(decisions))
+    assert engine.state()["total_outcomes"] == len({d["decision_id"] for d in decisions})
+
+
+def test_a_crash_during_recovery_after_a_stall_prices_and_learns_nothing_twice(
+    runner: ServiceRunner, tmp_path: Path
+) -> None:
+    crashed = _priced_then_killed_before_any_snapshot(runner, tmp_path)
+    # B restores, re-reads the 20,000 published decisions and stalls (as under CPU
+    # throttling) for longer than its snapshot interval, so it snapshots as soon
+    # as it resumes, before it has re-consumed their demand; then it dies.
+    recovering = runner.restart(crashed, snapshot_interval_s=5)
+    recovering.wait_ready(poll_s=0.01)
+    recovering.pause()
+    time.sleep(6)  # the stall itself, not a wait for some state
+    recovering.resume()
+    time.sleep(1)
+    recovering.kill()
+    _nothing_priced_or_learnt_twice(runner, crashed, tmp_path)
+
+
+def test_a_crash_during_recovery_with_tiny_batches_and_snapshots_prices_and_learns_nothing_twice(
+    runner: ServiceRunner, tmp_path: Path
+) -> None:
+    crashed = _priced_then_killed_before_any_snapshot(runner, tmp_path)
+    state_path = tmp_path / "bandit_stats.json"
+    before = state_path.read_bytes()
+    # B re-consumes the demand one event per batch and snapshots every 0.2 s:
+    # it dies right after its first snapshot, long before it has caught up.
+    recovering = runner.restart(crashed, batch_size=1, snapshot_interval_s=0.2)
+    wait_until(
+        lambda: True if state_path.read_bytes() != before else None,
+        deadline_s=60,
+        what="B's first snapshot",
+    )
+    recovering.kill()
+    _nothing_priced_or_learnt_twice(runner, crashed, tmp_path)

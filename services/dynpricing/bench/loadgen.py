@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dynpricing import events
-from dynpricing.kafka_io import DeliveryTracker, flush, make_producer, produce, wall_clock
+from dynpricing.kafka_io import OutputProducer, make_producer, wall_clock
 from dynpricing.settings import KafkaSettings
 
 TICK_S = 0.0005
@@ -32,8 +32,9 @@ def demand_event(event_id: str, rng: np.random.Generator, now: float) -> events.
 
 def offer(bootstrap: str, topic: str, rate: float, seconds: float, prefix: str) -> int:
     """Produce ``rate`` events/s for ``seconds``; returns how many were sent."""
-    producer = make_producer(KafkaSettings(bootstrap_servers=bootstrap), "bench-loadgen")
-    tracker = DeliveryTracker()
+    producer = OutputProducer(
+        make_producer(KafkaSettings(bootstrap_servers=bootstrap), "bench-loadgen")
+    )
     rng = np.random.default_rng(SEED)
     total = int(rate * seconds)
     sent = 0
@@ -42,11 +43,12 @@ def offer(bootstrap: str, topic: str, rate: float, seconds: float, prefix: str) 
         due = min(total, int((time.monotonic() - start) * rate) + 1)
         while sent < due:
             event = demand_event(f"{prefix}-{sent}", rng, wall_clock())
-            produce(producer, topic, events.encode_demand(event), event.location, tracker)
+            producer.send(topic, events.encode_demand(event), event.location)
             sent += 1
         producer.poll(0)
         time.sleep(TICK_S)
-    flush(producer, tracker)
+    producer.flush()
+    producer.raise_if_failed()
     return sent
 
 

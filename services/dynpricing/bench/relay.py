@@ -1,10 +1,10 @@
 """The pass-through relay: the engine's Kafka clients and loop with no pricing at all.
 
 It consumes the demand topic with ``make_consumer`` and republishes every value
-unchanged with ``make_producer`` and ``produce``, in batches of the engine's
-size, so engine / relay isolates what pricing costs on top of Kafka I/O. Like
-the engine it assigns itself every partition (from the beginning) instead of
-joining a group, and logs ``relay_assigned`` once it has.
+unchanged through the engine's producer wrapper (``OutputProducer.send_many``), in
+batches of the engine's size, so engine / relay isolates what pricing costs on top
+of Kafka I/O. Like the engine it assigns itself every partition (from the
+beginning) instead of joining a group, and logs ``relay_assigned`` once it has.
 Run as ``python -m dynpricing.bench.relay BOOTSTRAP SOURCE TARGET COUNT``.
 """
 
@@ -18,14 +18,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from dynpricing.bench.kafka_env import unique
-from dynpricing.kafka_io import (
-    DeliveryTracker,
-    consume_batch,
-    flush,
-    make_consumer,
-    make_producer,
-    produce,
-)
+from dynpricing.kafka_io import OutputProducer, consume_batch, make_consumer, make_producer
 from dynpricing.observability import configure_logging
 from dynpricing.settings import EngineSettings, KafkaSettings
 
@@ -44,21 +37,25 @@ def relay(bootstrap: str, source: str, target: str, count: int) -> int:
     defaults = EngineSettings()
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     consumer = make_consumer(kafka, unique("bench-relay"), "bench-relay")
-    producer = make_producer(kafka, "bench-relay")
-    tracker = DeliveryTracker()
+    producer = OutputProducer(make_producer(kafka, "bench-relay"))
     assign_from_start(consumer, source)
     structlog.get_logger("bench-relay").info(ASSIGNED, source=source)  # the bench waits for it
     done = 0
     try:
         while done < count:
+            values: list[bytes] = []
+            keys: list[bytes | str | None] = []
             for msg in consume_batch(consumer, defaults.batch_size, defaults.poll_timeout_s):
                 value = msg.value()
                 if msg.error() is not None or value is None:
                     continue
-                produce(producer, target, value, msg.key(), tracker)
-                done += 1
+                values.append(value)
+                keys.append(msg.key())
+            producer.send_many(target, values, keys)
+            done += len(values)
             producer.poll(0)
-        flush(producer, tracker)
+        producer.flush()
+        producer.raise_if_failed()
     finally:
         consumer.close()
     return done

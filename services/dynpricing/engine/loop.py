@@ -1,60 +1,43 @@
 """The engine's loop: consume a batch, learn its outcomes, price its demand, repeat.
 
-Exactly-once learning rests on one rule: the posterior, the pending decisions and
-the consumed offsets are written together, atomically, in ``bandit_stats.json``,
-and only after every decision produced from the covered demand is delivered.
-After a crash the engine restores that file, finds the decisions it published
-after it (so they are neither lost from the pending table nor published twice),
-and resumes consuming at exactly the recorded offsets.
+What survives a crash, and how, is answered elsewhere: ``checkpoint.py`` writes
+the state (after every decision it covers is delivered) and ``recovery.py``
+reads it back and finds what was published after it. This module is the work
+between two checkpoints, and :meth:`PricingEngine.capture` is what a checkpoint
+takes of it.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from dynpricing import events
 from dynpricing.core.bandit import Bandit
 from dynpricing.core.contexts import DemandThresholds, context_key, demand_level
 from dynpricing.core.errors import PriceNotOnGridError, UnknownContextError
+from dynpricing.engine.checkpoint import Capture
 from dynpricing.engine.join import DUPLICATE, LATE, Pending
-from dynpricing.engine.memory import release_freed_memory
 from dynpricing.engine.metrics import (
     METRIC_CONTEXT_LIMIT,
     EngineMetrics,
     location_label,
     observe_many,
 )
-from dynpricing.engine.state import (
-    BooksCapture,
-    EngineBookkeeping,
-    partition_key,
-    split_partition_key,
-)
-from dynpricing.kafka_io import (
-    FLUSH_TIMEOUT_S,
-    DeliveryTracker,
-    flush,
-    origin_of,
-    produce,
-    refuse_if_denied,
-    retrying,
-    wait_for_reports,
-)
+from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
+from dynpricing.kafka_io import OutputProducer
 from dynpricing.settings import EngineSettings
-from dynpricing.statefile import write_json_atomic
 
 WATERMARK_TIMEOUT_S = 5.0
-METADATA_DEADLINE_S = 60.0
 SUMMARY_CONTEXT_LIMIT = 12
 
 Clock = Callable[[], float]
+DeadLetter = Callable[[Message, str, str], None]
 
 
 _Priced = tuple[str, str, float, int]
@@ -62,21 +45,6 @@ _Priced = tuple[str, str, float, int]
 
 A plain tuple rather than an object: it is built once per event on the hot path.
 """
-
-
-class _Background(threading.Thread):
-    """Runs one job on its own thread and keeps the exception it raised, if any."""
-
-    def __init__(self, job: Callable[[], None]) -> None:
-        super().__init__(name="snapshot-writer", daemon=True)
-        self._job = job
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._job()
-        except BaseException as exc:  # re-raised on the loop's thread by wait_for_snapshot
-            self.error = exc
 
 
 def decision_id_for(origin: events.Origin, event_id: str) -> str:
@@ -94,7 +62,9 @@ class PricingEngine:
         bandit: Bandit,
         books: EngineBookkeeping,
         consumer: Consumer,
-        producer: Producer,
+        producer: OutputProducer,
+        dead_letter: DeadLetter,
+        usable: Callable[[Message], bool],
         metrics: EngineMetrics,
         clock: Clock,
     ) -> None:
@@ -105,14 +75,13 @@ class PricingEngine:
         self.producer = producer
         self.metrics = metrics
         self.clock = clock
-        self.tracker = DeliveryTracker()
-        self._decision_baseline: dict[str, int] = {}
+        self.decision_baseline: dict[str, int] = {}
         self.lock = threading.Lock()
         self.log = structlog.get_logger("engine")
         self.thresholds = DemandThresholds(settings.demand_low_below, settings.demand_medium_below)
-        self.already_published: set[str] = set()
         self.last_snapshot_at: float | None = None
-        self._writer: _Background | None = None
+        self._dead_letter = dead_letter
+        self._usable = usable
         self._decision_children: dict[tuple[int, int], Any] = {}
         self._context_ids: dict[tuple[str, str], int] = {}
         self._names: list[tuple[str, str, str]] = []
@@ -126,7 +95,7 @@ class PricingEngine:
         if not messages:
             with self.lock:
                 self._expire(self.clock())
-            self.producer.poll(0)  # delivery reports, which a background snapshot waits for
+            self.producer.poll(0)  # delivery reports, which a background checkpoint waits for
             return
         self.metrics.batch_size.observe(len(messages))
         demand: list[Message] = []
@@ -141,40 +110,13 @@ class PricingEngine:
                 raise ValueError("message without topic, partition or offset")
             (demand if topic == demand_topic else outcomes).append(msg)
             last_offsets[(topic, partition)] = offset
-        for (topic, partition), offset in last_offsets.items():
-            self.books.offsets[partition_key(topic, partition)] = offset + 1
-        with self.lock:
+        with self.lock:  # offsets and what they cover change together for a capture
+            for (topic, partition), offset in last_offsets.items():
+                self.books.offsets[partition_key(topic, partition)] = offset + 1
             self._learn(outcomes)
             self._price(demand)
             self._expire(self.clock())
         self.producer.poll(0)
-
-    def _usable(self, msg: Message) -> bool:
-        err = msg.error()
-        if err is None:
-            return True
-        refuse_if_denied(err, "Read", msg.topic(), self.settings.group_id)
-        if err.fatal():
-            raise KafkaException(err)
-        if err.code() != KafkaError._PARTITION_EOF:
-            self.log.warning("consume_error", error=str(err))
-        return False
-
-    def _dead_letter(self, msg: Message, exc: events.InvalidEvent) -> None:
-        origin = origin_of(msg)
-        value = events.encode_dead_letter(msg.value(), exc.reason, exc.detail, origin, self.clock())
-        key = events.dead_letter_key(msg.key())
-        produce(self.producer, self._topics.dead_letters, value, key, self.tracker)
-        self.tracker.sent += 1
-        self.metrics.dead_letters.labels(exc.reason).inc()
-        self.log.info(
-            "dead_lettered",
-            reason=exc.reason,
-            detail=exc.detail,
-            topic=origin.topic,
-            partition=origin.partition,
-            offset=origin.offset,
-        )
 
     # ---- outcomes --------------------------------------------------------------------
 
@@ -186,9 +128,9 @@ class PricingEngine:
         for msg in messages:
             try:
                 outcome = events.parse_outcome(msg.value())
-                verdict, context, arm = resolve(outcome, self._locate)
+                verdict, context, arm = resolve(outcome, self.locate)
             except events.InvalidEvent as exc:
-                self._dead_letter(msg, exc)
+                self._dead_letter(msg, exc.reason, exc.detail)
                 continue
             if verdict == DUPLICATE:
                 self.metrics.duplicates.inc()
@@ -200,9 +142,12 @@ class PricingEngine:
                 accepted.append(outcome.accepted)
         self._apply(contexts, arms, accepted)
 
-    def _locate(self, location: str, level: str, price: float) -> tuple[int, int]:
-        """Row and arm of a simple client's outcome; the price is checked before a context
-        is looked up, so a refused outcome never creates one."""
+    def locate(self, location: str, level: str, price: float) -> tuple[int, int]:
+        """Row and arm of a context and price named by a message; raises InvalidEvent.
+
+        The price is checked before the context is looked up, so a refused
+        outcome never creates a context.
+        """
         try:
             arm = self.bandit.arm_index(price)
         except PriceNotOnGridError as exc:
@@ -250,9 +195,12 @@ class PricingEngine:
         except UnknownContextError as exc:
             raise events.InvalidEvent("unknown_location", str(exc)) from None
 
-    def _parse_demand(self, msg: Message) -> _Priced | None:
+    def _parse_demand(self, msg: Message, published: dict[int, set[int]]) -> _Priced | None:
         """A demand message's fields and context, or None (dead-lettered or already published)."""
-        fallback_id = f"{msg.partition()}-{msg.offset()}"
+        partition, offset = msg.partition(), msg.offset()
+        if published and self._published_ahead(published, partition, offset):
+            return None
+        fallback_id = f"{partition}-{offset}"
         try:
             event_id, timestamp, location, requests, drivers, _ = events.demand_fields(
                 msg.value(), fallback_id=fallback_id
@@ -263,18 +211,34 @@ class PricingEngine:
                 context = self._context(location, level)
                 self._context_ids[(location, level)] = context
         except events.InvalidEvent as exc:
-            self._dead_letter(msg, exc)
+            self._dead_letter(msg, exc.reason, exc.detail)
             return None
-        decision_id = f"{fallback_id}-{event_id}"  # as decision_id_for(origin, event_id)
-        if self.already_published and decision_id in self.already_published:
-            self.already_published.discard(decision_id)
-            return None
-        if self.books.join.knows(decision_id):  # published before: never priced twice
-            return None
-        return decision_id, event_id, timestamp, context
+        # as decision_id_for(origin, event_id)
+        return f"{fallback_id}-{event_id}", event_id, timestamp, context
+
+    def _published_ahead(self, published: dict[int, set[int]], partition: Any, offset: Any) -> bool:
+        """Is this demand message's decision already published (found by recovery)?"""
+        ahead = published.get(partition)
+        if ahead is None or offset not in ahead:
+            return False
+        ahead.discard(offset)
+        if not ahead:
+            del published[partition]
+        self.metrics.replayed.inc()
+        return True
 
     def _price(self, messages: Sequence[Message]) -> None:
-        priced = [p for p in map(self._parse_demand, messages) if p is not None]
+        published = self.books.already_published
+        pending_ids, resolved_ids = self.books.join.known_ids
+        priced = []
+        for msg in messages:
+            parsed = self._parse_demand(msg, published)
+            if parsed is None:
+                continue
+            if parsed[0] in pending_ids or parsed[0] in resolved_ids:  # never priced twice
+                self.metrics.replayed.inc()
+                continue
+            priced.append(parsed)
         if not priced:
             return
         now = self.clock()
@@ -292,9 +256,8 @@ class PricingEngine:
         names = self._context_names(max(p[3] for p in priced))
         multipliers = self._multipliers
         base_prices = self.settings.base_prices
-        topic = self._topics.decisions
-        send = self.producer.produce
-        tracker = self.tracker
+        values: list[bytes] = []
+        keys: list[str] = []
         entries = []
         for (decision_id, event_id, timestamp, context), arm, propensity in zip(
             priced, arms, propensities, strict=True
@@ -302,17 +265,14 @@ class PricingEngine:
             location, level, key = names[context]
             multiplier = multipliers[arm]
             base = base_prices.get(location)
-            value = events.decision_bytes(
+            values.append(events.decision_bytes(
                 decision_id, event_id, now, timestamp, location, level, multiplier,
                 round(base * multiplier, 6) if base is not None else None,
                 propensity, policy, model_version,
-            )  # fmt: skip
-            try:
-                send(topic, value=value, key=key, on_delivery=tracker)
-            except BufferError:
-                produce(self.producer, topic, value, key, tracker)  # polls and retries, bounded
+            ))  # fmt: skip
+            keys.append(key)
             entries.append((decision_id, Pending(context, arm, now)))
-        tracker.sent += len(entries)
+        self.producer.send_many(self._topics.decisions, values, keys)
         published_at = self.clock()
         observe_many(self.metrics.latency, [max(0.0, published_at - p[2]) for p in priced])
         for _, evicted in self.books.join.decided(entries):
@@ -354,116 +314,49 @@ class PricingEngine:
         if self.settings.expired_as == "reject":
             self._apply([entry.context], [entry.arm], [False])
 
-    # ---- snapshots -------------------------------------------------------------------
+    # ---- what a checkpoint takes -------------------------------------------------------
 
-    def snapshot(self, flush_timeout_s: float = FLUSH_TIMEOUT_S, *, wait: bool = True) -> None:
-        """Capture state + offsets, and write them atomically once every decision they
-        cover is delivered; then commit the offsets.
+    def capture(self) -> Capture:
+        """Step 1 of a checkpoint: copies of everything, and how much the producer was handed.
 
-        With ``wait`` (shutdown) the producer is flushed first and the file is
-        written here. Without it (periodic snapshots) the loop only captures:
-        a background thread waits for the delivery reports of everything sent
-        before the capture, writes the file and commits, while the loop keeps
-        pricing. Either way a file on disk never lists a pending decision that
-        is not on the decisions topic. Each snapshot first waits for the one
-        before it and re-raises its error, so at most one is ever in flight.
+        Taken under the lock on the loop's thread, so the offsets, the state
+        they cover and the producer's count all belong to the same instant.
         """
-        started = time.perf_counter()
-        self.wait_for_snapshot()
-        if wait:
-            flush(self.producer, self.tracker, flush_timeout_s)
         with self.lock:
-            self.books.decision_marks = self._decision_marks()
-            now = self.clock()
-            sent = self.tracker.sent
-            # copies of the arrays and lists; the writer takes them out of the holder
-            captured = [(self.bandit.to_document(arrays=True), self.books.capture(now))]
-        if wait:
-            self._write_snapshot(captured, started)
-            return
+            self.books.decision_marks = self.decision_marks()
+            return Capture(
+                sent=self.producer.sent,
+                tables=self.bandit.to_document(arrays=True),
+                books=self.books.capture(self.clock()),
+            )
 
-        def deliver_then_write() -> None:
-            wait_for_reports(self.tracker, sent, flush_timeout_s)
-            self._write_snapshot(captured, started)
+    def decision_marks(self) -> dict[str, int]:
+        """Where decisions published after this capture can begin, per partition.
 
-        self._writer = _Background(deliver_then_write)
-        self._writer.start()
-
-    def wait_for_snapshot(self) -> None:
-        """Block until a background snapshot is durable; raise what it raised."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.join()
-            if writer.error is not None:
-                raise writer.error
-
-    def _write_snapshot(
-        self, captured: list[tuple[dict[str, object], BooksCapture]], started: float
-    ) -> None:
-        """Build the document from what the loop captured, write it durably, then commit.
-
-        The capture is taken out of ``captured`` so that nothing else holds the
-        copies: they are freed, and their memory returned to the OS, before the
-        commit.
-        """
-        tables, books = captured.pop()
-        written_at, offsets = books.written_at, books.offsets
-        write_json_atomic(self.settings.state_path, {**tables, "engine": books.to_document()})
-        del tables, books
-        release_freed_memory()
-        self.last_snapshot_at = written_at
-        self.metrics.snapshot_duration.observe(time.perf_counter() - started)
-        self.metrics.snapshot_age.set(0.0)
-        self._commit_offsets(offsets)
-
-    def _decision_marks(self) -> dict[str, int]:
-        """Where decisions published after this snapshot can begin, per partition.
-
-        Each partition's end offset when it was last looked up, raised to just
+        Each partition's end offset when recovery last read it, raised to just
         past the highest offset delivered since: no broker round trip on the
         loop. Valid because a message produced after the capture lands above
         both. A decision sent before it but delivered after may land above too;
-        recovery skips it, as it is in the snapshot's pending table already.
+        recovery finds it pending in the snapshot already. A partition with no
+        mark (added to the topic since) is read by recovery from its beginning.
         """
         topic = self._topics.decisions
-        marks = dict(self._decision_baseline)
-        for (delivered_topic, partition), offset in self.tracker.highest.items():
+        marks = dict(self.decision_baseline)
+        for (delivered_topic, partition), offset in self.producer.highest.items():
             if delivered_topic == topic and partition is not None:
                 key = partition_key(topic, partition)
                 marks[key] = max(marks.get(key, 0), offset + 1)
         return marks
 
-    def refresh_decision_baseline(self) -> None:
-        """Look up the decisions topic's end offsets (at start and when partitions are added)."""
-        self._decision_baseline = self._decision_end_offsets()
+    def snapshot_written(self, written_at: float, took_s: float) -> None:
+        self.last_snapshot_at = written_at
+        self.metrics.snapshot_duration.observe(took_s)
+        self.metrics.snapshot_age.set(0.0)
 
-    def _decision_end_offsets(self) -> dict[str, int]:
-        topic = self._topics.decisions
-        metadata = self.consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_S)
-        marks = {}
-        for partition in metadata.topics[topic].partitions:
-            tp = TopicPartition(topic, partition)
-            _, high = retrying(
-                lambda tp=tp: self.consumer.get_watermark_offsets(  # type: ignore[misc]
-                    tp, timeout=WATERMARK_TIMEOUT_S, cached=False
-                ),
-                METADATA_DEADLINE_S,
-            )
-            marks[partition_key(topic, partition)] = int(high)
-        return marks
-
-    def _commit_offsets(self, snapshot_offsets: dict[str, int]) -> None:
-        """Kafka's committed offsets follow the snapshot, so lag stays visible to tools."""
-        offsets = [
-            TopicPartition(*split_partition_key(key), offset)
-            for key, offset in snapshot_offsets.items()
+    def committable(self, offsets: dict[str, int]) -> list[TopicPartition]:
+        return [
+            TopicPartition(*split_partition_key(key), offset) for key, offset in offsets.items()
         ]
-        if offsets:
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                refuse_if_denied(exc, "Commit", group=self.settings.group_id)
-                self.log.warning("offset_commit_failed", error=str(exc))
 
     def refresh_gauges(self) -> None:
         """Posterior means, pulls and consumer lag (bounded to the first contexts)."""

@@ -44,6 +44,12 @@ class EngineMetrics:
             "Second and later outcomes for one decision (ignored)",
             registry=registry,
         )
+        self.replayed = Counter(
+            "dynpricing_replayed_demand",
+            "Demand events consumed again after a crash whose decision was already published"
+            " (skipped, not priced twice)",
+            registry=registry,
+        )
         self.late = Counter(
             "dynpricing_late_outcomes",
             "Outcomes for decisions that had already expired (ignored)",

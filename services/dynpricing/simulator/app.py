@@ -18,31 +18,16 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
-import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from dynpricing import events
 from dynpricing.core.market import Market, load_market
-from dynpricing.kafka_io import (
-    DeliveryFailedError,
-    DeliveryTracker,
-    StopFlag,
-    ensure_topics,
-    flush,
-    make_consumer,
-    make_producer,
-    origin_of,
-    produce,
-    refuse_if_denied,
-    wait_for_topics,
-    wall_clock,
-)
-from dynpricing.observability import Health, HttpServer, configure_logging
+from dynpricing.kafka_io import OutputProducer, origin_of, wall_clock
+from dynpricing.service import DeadLetters, Running, Shell, run_service
 from dynpricing.settings import SimulatorSettings
 from dynpricing.simulator.customers import (
     Customers,
@@ -51,6 +36,7 @@ from dynpricing.simulator.customers import (
 )
 
 COMMIT_INTERVAL_S = 2.0
+COMMIT_RESERVE_S = 2.0  # of the shutdown budget, kept for the last commit and closing
 EXIT_DELIVERY_FAILED = 3
 CONTEXT_LABELS = ("location", "demand_level")
 
@@ -133,17 +119,21 @@ class Simulator:
     """Answers decisions; outcomes wait in a heap until their delay has passed."""
 
     def __init__(
-        self, settings: SimulatorSettings, customers: Customers, metrics: SimulatorMetrics
+        self,
+        settings: SimulatorSettings,
+        customers: Customers,
+        metrics: SimulatorMetrics,
+        producer: OutputProducer,
+        dead_letters: DeadLetters,
     ) -> None:
         self.settings = settings
         self.customers = customers
         self.metrics = metrics
-        self.producer = make_producer(settings.kafka, "outcome-simulator")
-        self.tracker = DeliveryTracker()
+        self.producer = producer
+        self.dead_letters = dead_letters
         self.offsets = OffsetTracker()
         self.held: list[tuple[float, int, HeldOutcome]] = []
         self._seq = 0
-        self.log = structlog.get_logger("simulator")
 
     def handle(self, msg: Message) -> None:
         where = origin_of(msg)
@@ -192,11 +182,8 @@ class Simulator:
         ).inc()
 
     def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
+        self.dead_letters.send(msg, reason, detail)
         origin = origin_of(msg)
-        value = events.encode_dead_letter(msg.value(), reason, detail, origin, wall_clock())
-        key = events.dead_letter_key(msg.key())
-        produce(self.producer, self.settings.topics.dead_letters, value, key, self.tracker)
-        self.metrics.dead_letters.labels(reason).inc()
         self.offsets.finished(origin.partition, origin.offset)
 
     def release(self, now: float) -> int:
@@ -205,12 +192,10 @@ class Simulator:
         while self.held and self.held[0][0] <= now:
             held = heapq.heappop(self.held)[2]
             outcome = dataclasses.replace(held.outcome, timestamp=wall_clock())
-            produce(
-                self.producer,
+            self.producer.send(
                 self.settings.topics.outcomes,
                 events.encode_outcome(outcome, revenue=held.revenue),
                 held.key,
-                self.tracker,
             )
             self.offsets.finished(held.partition, held.offset)
             released += 1
@@ -218,84 +203,108 @@ class Simulator:
         return released
 
 
-def _usable(msg: Message, log: Any, group: str) -> bool:
-    err = msg.error()
-    if err is None:
-        return True
-    refuse_if_denied(err, "Read", msg.topic(), group)
-    if err.fatal():
-        raise KafkaException(err)
-    if err.code() != KafkaError._PARTITION_EOF:
-        log.warning("consume_error", error=str(err))
-    return False
+class SimulatorService(Running):
+    """The loop, at-least-once commits that never wait, and a bounded shutdown.
 
+    A decision's offset is safe once its outcome (or dead letter) is handed to
+    the producer *and* reported delivered: every commit interval the safe
+    offsets are noted with the producer's count, and committed at a later
+    turn, once the reports of everything handed before have arrived.
+    """
 
-def run(settings: SimulatorSettings, sim: Simulator, stop: StopFlag, health: Health) -> None:
-    consumer = make_consumer(settings.kafka, settings.group_id, "outcome-simulator")
+    ready_at_start = False  # ready once the group has assigned partitions
 
-    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-        c.assign(partitions)
-        health.set_ready(True)
+    def __init__(self, shell: Shell, sim: Simulator, consumer: Consumer) -> None:
+        self.shell = shell
+        self.sim = sim
+        self.consumer = consumer
+        self.topic = shell.settings.topics.decisions
+        self._noted: tuple[int, list[TopicPartition]] | None = None
 
-    consumer.subscribe([settings.topics.decisions], on_assign=on_assign)
-    next_commit = time.monotonic() + COMMIT_INTERVAL_S
-    try:
-        while not stop.is_set():
-            for msg in consumer.consume(settings.batch_size, settings.poll_timeout_s):
-                if _usable(msg, sim.log, settings.group_id):
+    def run(self) -> int:
+        shell, sim, settings = self.shell, self.sim, self.sim.settings
+        next_commit = time.monotonic() + COMMIT_INTERVAL_S
+        while not shell.stop.is_set():
+            for msg in self.consumer.consume(settings.batch_size, settings.poll_timeout_s):
+                if shell.usable(msg):
                     sim.handle(msg)
             sim.release(time.monotonic())
-            health.tick()
+            shell.tick(self.consumer)
             if time.monotonic() >= next_commit:
-                _commit(consumer, sim, settings.topics.decisions)
+                self._commit_delivered()
                 next_commit = time.monotonic() + COMMIT_INTERVAL_S
-        sim.log.info("shutting_down", signal=stop.signal_name, held=len(sim.held))
-        _commit(consumer, sim, settings.topics.decisions)
-    finally:
-        consumer.close()
+        return self._shutdown()
 
+    def _safe_offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p, o) for p, o in self.sim.offsets.safe.items()]
 
-def _commit(consumer: Any, sim: Simulator, topic: str) -> None:
-    """Commit only what is delivered: flush first, then the safe offsets."""
-    flush(sim.producer, sim.tracker)
-    offsets = [TopicPartition(topic, p, o) for p, o in sim.offsets.safe.items()]
-    if offsets:
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            refuse_if_denied(exc, "Commit", group=sim.settings.group_id)
-            sim.log.warning("offset_commit_failed", error=str(exc))
+    def _commit_delivered(self) -> None:
+        producer = self.sim.producer
+        producer.raise_if_failed()
+        if self._noted is not None and producer.reported >= self._noted[0]:
+            producer.raise_if_failed()
+            self.shell.commit(self.consumer, self._noted[1])
+            self._noted = None
+        if self._noted is None:
+            self._noted = (producer.sent, self._safe_offsets())
+
+    def _shutdown(self) -> int:
+        shell, producer = self.shell, self.sim.producer
+        shell.log.info("shutting_down", signal=shell.stop.signal_name, held=len(self.sim.held))
+        end = shell.shutdown_deadline
+        undelivered = producer.flush(max(0.0, end - COMMIT_RESERVE_S - time.monotonic()))
+        producer.raise_if_failed()
+        if undelivered:
+            shell.log.warning(
+                "outcomes_not_delivered",
+                undelivered=undelivered,
+                note="their decisions are answered again after a restart",
+            )
+            producer.purge()
+            return EXIT_DELIVERY_FAILED
+        if not shell.commit_before(self.consumer, self._safe_offsets(), end):
+            shell.log.warning("offsets_not_committed", note=shell.commit_note)
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Wire settings, logging, metrics, the market and the Kafka clients; then run."""
+    """Wire settings, the shell, the market and the Kafka clients; then run."""
     del argv
     settings = SimulatorSettings()
-    configure_logging(settings.log_level, settings.log_format)
-    log = structlog.get_logger("simulator")
-    stop = StopFlag()
-    stop.install()
-    market = load_market_file(settings.market_path)
     t = settings.topics
     topics = [t.decisions, t.outcomes, t.dead_letters]  # what it uses; it may not see demand
-    if settings.create_topics:
-        ensure_topics(settings.kafka, topics)
-    elif not wait_for_topics(settings.kafka, topics, stop, log):
-        return 0
-    registry = CollectorRegistry()
-    health = Health()
+    return run_service("simulator", settings, lambda shell: start(shell, settings), topics=topics)
+
+
+def start(shell: Shell, settings: SimulatorSettings) -> SimulatorService:
+    market = load_market_file(settings.market_path)
     customers = Customers(
         market, np.random.default_rng(settings.seed), settings.delay_mean_s, settings.horizon
     )
-    sim = Simulator(settings, customers, SimulatorMetrics(registry))
-    http = HttpServer(settings.http_host, settings.http_port, registry, health)
-    http.start()
-    log.info("simulator_started", market=market.name, delay_mean_s=settings.delay_mean_s)
-    try:
-        run(settings, sim, stop, health)
-    except DeliveryFailedError as exc:
-        log.error("delivery_failed", error=str(exc))
-        return EXIT_DELIVERY_FAILED
-    finally:
-        http.stop()
-    return 0
+    metrics = SimulatorMetrics(shell.registry)
+    producer = shell.producer("outcome-simulator")
+    sim = Simulator(
+        settings, customers, metrics, producer, DeadLetters(shell, producer, metrics.dead_letters)
+    )
+    consumer = shell.consumer(
+        settings.group_id,
+        "outcome-simulator",
+        **{
+            "group.instance.id": settings.instance_id(),
+            "session.timeout.ms": int(settings.session_timeout_s * 1000),
+        },
+    )
+    shell.commit_note = "the decisions after the committed offsets are answered again"
+
+    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+        c.assign(partitions)
+        shell.health.set_ready(True)
+
+    consumer.subscribe([settings.topics.decisions], on_assign=on_assign)
+    shell.log.info(
+        "simulator_started",
+        market=market.name,
+        delay_mean_s=settings.delay_mean_s,
+        group_instance_id=settings.instance_id(),
+    )
+    return SimulatorService(shell, sim, consumer)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dynpricing.events import parse_demand
+from dynpricing.events import DemandEvent, parse_demand
+from dynpricing.kafka_io import OutputProducer
 from dynpricing.producer import app as producer_app
 from dynpricing.settings import ProducerSettings, TopicSettings
 from tests.unit.services.fakes import FakeProducer
@@ -16,9 +19,10 @@ from tests.unit.services.schema_support import schema_errors
 def _publisher(
     monkeypatch: pytest.MonkeyPatch, settings: ProducerSettings, registry: CollectorRegistry
 ) -> tuple[producer_app.DemandPublisher, FakeProducer]:
+    del monkeypatch
     fake = FakeProducer()
-    monkeypatch.setattr(producer_app, "make_producer", lambda *_args, **_kwargs: fake)
-    return producer_app.DemandPublisher(settings, registry), fake
+    output = OutputProducer(fake)  # type: ignore[arg-type]
+    return producer_app.DemandPublisher(settings, registry, output), fake
 
 
 def test_demand_events_are_keyed_by_location_valid_and_counted_per_location(
@@ -45,15 +49,41 @@ def test_demand_events_are_keyed_by_location_valid_and_counted_per_location(
     assert publisher.sent == 7
 
 
-def test_event_ids_are_unique_and_one_seed_repeats_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    def event_ids() -> list[str]:
-        publisher, fake = _publisher(monkeypatch, ProducerSettings(seed=8), CollectorRegistry())
-        publisher.publish(20, elapsed_s=0.0)
-        return [parse_demand(m.value, fallback_id="-").event_id for m in fake.messages]
+def _stream(monkeypatch: pytest.MonkeyPatch, seed: int | None, replica: str) -> list[DemandEvent]:
+    settings = ProducerSettings(seed=seed, replica_id=replica)
+    publisher, fake = _publisher(monkeypatch, settings, CollectorRegistry())
+    publisher.publish(20, elapsed_s=0.0)
+    return [
+        dataclasses.replace(parse_demand(m.value, fallback_id="-"), timestamp=0.0)
+        for m in fake.messages
+    ]
 
-    first = event_ids()
-    assert len(set(first)) == 20
-    assert event_ids() == first
+
+def _ids(stream: list[DemandEvent]) -> set[str]:
+    return {event.event_id for event in stream}
+
+
+def test_event_ids_are_unique_and_one_seed_and_replica_repeat_the_whole_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = _stream(monkeypatch, 8, "pod-a")
+    assert len(_ids(first)) == 20
+    assert _stream(monkeypatch, 8, "pod-a") == first
+
+
+def test_the_event_ids_depend_on_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not _ids(_stream(monkeypatch, 8, "pod-a")) & _ids(_stream(monkeypatch, 9, "pod-a"))
+
+
+def test_replicas_with_one_seed_publish_distinct_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _stream(monkeypatch, 8, "pod-a"), _stream(monkeypatch, 8, "pod-b")
+    assert not _ids(a) & _ids(b)
+    demand = [(e.location, e.active_requests, e.available_drivers) for e in a]
+    assert demand != [(e.location, e.active_requests, e.available_drivers) for e in b]
+
+
+def test_unseeded_producers_never_share_event_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not _ids(_stream(monkeypatch, None, "pod-a")) & _ids(_stream(monkeypatch, None, "pod-a"))
 
 
 @pytest.mark.parametrize(
@@ -77,5 +107,5 @@ def test_the_number_due_follows_the_rate_and_stops_at_the_count(
     rate, count = rate_and_count
     settings = ProducerSettings(rate=rate, count=count, seed=0)
     publisher, _ = _publisher(monkeypatch, settings, CollectorRegistry())
-    publisher.sent = sent
+    publisher.producer.sent = sent
     assert producer_app._due(settings, publisher, elapsed_s) == due

@@ -94,14 +94,3 @@ def test_fresh_bookkeeping_with_one_seed_draws_the_same_numbers() -> None:
     second = EngineBookkeeping.fresh(seed=3, max_pending=1, resolved_memory=1)
     assert first.rng.random() == second.rng.random()
     assert (len(first.pending), len(first.resolved), first.offsets) == (0, 0, {})
-
-
-def test_delivery_tracker_keeps_the_highest_delivered_offset_per_partition() -> None:
-    from dynpricing.kafka_io import DeliveryTracker  # noqa: PLC0415
-    from tests.unit.services.fakes import Report  # noqa: PLC0415
-
-    tracker = DeliveryTracker()
-    for where in [("d", 0, 4), ("d", 1, 9), ("d", 0, 5), ("x", 0, 70)]:
-        tracker(None, Report(where))
-    assert tracker.highest == {("d", 0): 5, ("d", 1): 9, ("x", 0): 70}
-    assert tracker.delivered == 4

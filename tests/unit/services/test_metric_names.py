@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from dynpricing.engine.metrics import EngineMetrics
+from dynpricing.kafka_io import OutputProducer
 from dynpricing.producer import app as producer_app
 from dynpricing.settings import ProducerSettings
 from dynpricing.simulator.app import SimulatorMetrics
@@ -81,14 +82,15 @@ def _exercise(registry: CollectorRegistry, wrapper: MetricWrapperBase, row: Docu
 
 
 def _holders(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[CollectorRegistry, Any]]:
-    monkeypatch.setattr(producer_app, "make_producer", lambda *_args, **_kwargs: FakeProducer())
+    del monkeypatch
+    output = OutputProducer(FakeProducer())  # type: ignore[arg-type]
     engine_registry, simulator_registry, producer_registry = (CollectorRegistry() for _ in "eps")
     return {
         "Engine": (engine_registry, EngineMetrics(engine_registry)),
         "Simulator": (simulator_registry, SimulatorMetrics(simulator_registry)),
         "Producer": (
             producer_registry,
-            producer_app.DemandPublisher(ProducerSettings(seed=1), producer_registry),
+            producer_app.DemandPublisher(ProducerSettings(seed=1), producer_registry, output),
         ),
     }
 
