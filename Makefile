@@ -14,7 +14,7 @@ TEST_TMP := $(CURDIR)/.run/pytest
 include tools/deploy.mk
 
 .PHONY: help venv kafka-fetch kafka-up kafka-down kafka-status lint typecheck test test-unit \
-        run bench experiment evaluate-coverage lock clean
+        run bench soak experiment evaluate-coverage lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,22 @@ evaluate-coverage: $(STAMP) ## off-policy evaluation's coverage check on L6 (50 
 
 bench: $(STAMP) kafka-fetch ## performance benchmarks (throughput, latency, core, state)
 	$(BIN)/dynpricing bench --json .run/bench.json
+
+# The randomized crash test (SIGKILLs and stalls of the engine, recovery included, and
+# of the simulator) and the broker-crash test, large; the figures go to .run/soak-*.json.
+SOAK_EVENTS ?= 200000
+SOAK_RATE ?= 2000
+SOAK_FAULTS ?= 40
+SOAK_SEED ?= 20261206
+soak: $(STAMP) kafka-fetch ## exactly-once under random crashes, large (figures in .run/soak-*.json)
+	@mkdir -p .run; rm -rf $(TEST_TMP)-soak
+	@status=0; DYNPRICING_CRASH_EVENTS=$(SOAK_EVENTS) DYNPRICING_CRASH_RATE=$(SOAK_RATE) \
+	  DYNPRICING_CRASH_FAULTS=$(SOAK_FAULTS) DYNPRICING_CRASH_SEED=$(SOAK_SEED) \
+	  DYNPRICING_CRASH_REPORT=$(CURDIR)/.run/soak-crashes.json \
+	  DYNPRICING_BROKER_FAULT_REPORT=$(CURDIR)/.run/soak-broker.json \
+	  $(BIN)/pytest -p no:cacheprovider -o timeout=7200 -s --basetemp=$(TEST_TMP)-soak \
+	    tests/integration/test_crash_randomized.py tests/integration/test_broker_faults.py \
+	  || status=$$?; $(BIN)/dynpricing kafka reap --under $(TEST_TMP)-soak; exit $$status
 
 clean: ## remove caches and run data (keeps the venv and the Kafka jars)
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -15,11 +15,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import Any, TypeVar
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from dynpricing.events import Origin
@@ -30,6 +39,7 @@ PRODUCE_RETRY_POLL_S = 0.05  # while the producer's queue is full
 PRODUCE_MAX_RETRIES = 200  # without a stop flag to end the wait: 10 s
 QUEUE_FULL_LOG_INTERVAL_S = 10.0
 TOPIC_CREATE_TIMEOUT_S = 30.0
+METADATA_TIMEOUT_S = 5.0
 METADATA_STEP_S = 1.0  # one metadata request's wait, between serving the client's callbacks
 TOPIC_WAIT_S = 5.0  # between looks for topics someone else must create
 FLUSH_TIMEOUT_S = 15.0
@@ -270,6 +280,57 @@ def raise_group_refusal(consumer: Consumer, group: str) -> None:
     err = None if msg is None else msg.error()
     if err is not None:
         refuse_if_denied(err, "Describe", group=group)
+
+
+def assign_new_partitions(
+    consumer: Consumer,
+    topics: Sequence[str],
+    group: str,
+    known: Mapping[tuple[str, int], int],
+    call: Callable[[Callable[[], Any], str], Any],
+) -> list[TopicPartition]:
+    """Assign the topics' partitions not assigned yet, without joining a group's rebalances.
+
+    Each starts at its ``known`` offset, else the group's committed one, else the
+    beginning. ``call`` runs each broker request (the shell retries them while
+    the broker is away). A single instance that assigns itself every partition
+    takes them back at once after a restart, where a group member would wait
+    for its predecessor's session to time out.
+    """
+    wanted: list[TopicPartition] = []
+    for topic in topics:
+        metadata = call(
+            partial(consumer.list_topics, topic, timeout=METADATA_TIMEOUT_S), "listing partitions"
+        )
+        wanted += [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+    current = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    new = [tp for tp in wanted if (tp.topic, tp.partition) not in current]
+    if not new:
+        return []
+    unknown = [tp for tp in new if (tp.topic, tp.partition) not in known]
+    committed = (
+        call(lambda: _committed(consumer, unknown, group), "reading committed offsets")
+        if unknown
+        else {}
+    )
+    for tp in new:
+        where = (tp.topic, tp.partition)
+        tp.offset = known.get(where, committed.get(where, OFFSET_BEGINNING))
+    consumer.incremental_assign(new)
+    return new
+
+
+def _committed(
+    consumer: Consumer, partitions: list[TopicPartition], group: str
+) -> dict[tuple[str, int], int]:
+    """The group's committed offsets. A group this principal may not use makes the request
+    time out while the refusal waits in the consumer: that is raised instead."""
+    try:
+        found = consumer.committed(partitions, timeout=METADATA_TIMEOUT_S)
+    except KafkaException:
+        raise_group_refusal(consumer, group)
+        raise
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
 
 def make_producer(

@@ -61,6 +61,7 @@ from dynpricing.settings import ServiceSettings
 
 EXIT_DELIVERY_FAILED = 3
 EXIT_SHUTDOWN_TIMED_OUT = 5
+EXIT_KAFKA_FATAL = 6
 CONNECT_TIMEOUT_S = 5.0  # one attempt to reach the broker
 RETRY_FIRST_S = 1.0  # pause after the first failed attempt, doubled up to RETRY_MAX_S
 RETRY_MAX_S = 15.0
@@ -119,6 +120,8 @@ class KafkaLink:
         return {"error_cb": self._on_error, "logger": self.watch}
 
     def _on_error(self, err: KafkaError) -> None:
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            raise KafkaException(err)  # the client is unusable: out of the poll that served it
         if err.code() == KafkaError._ALL_BROKERS_DOWN and self.down_since is None:
             self.down_since = time.monotonic()
             self.health.set_connected(False)
@@ -256,6 +259,15 @@ class Shell:
 
     # ---- the loop ---------------------------------------------------------------------
 
+    def at_once(self, call: Callable[[], None]) -> None:
+        """A broker request from the loop: if the broker is away, it is asked again next
+        time instead of waited for."""
+        try:
+            call()
+        except KafkaException as exc:
+            if not transient(exc):
+                raise
+
     def tick(self, client: Any) -> None:
         """Once per loop turn: alive, and while the broker is away, look for it again."""
         self.health.tick()
@@ -272,7 +284,7 @@ class Shell:
         err = msg.error()
         if err is None:
             return True
-        if err.fatal():
+        if err.fatal() or err.code() == KafkaError._FATAL:
             raise KafkaException(err)
         if err.code() == KafkaError._PARTITION_EOF:
             return False
@@ -349,6 +361,13 @@ class Shell:
                 finished = False
         self._closers.clear()
         return finished
+
+
+def once(call: Callable[[], P], what: str) -> P:
+    """:meth:`Shell.until_done`'s signature, without the retries: for requests from the loop,
+    inside :meth:`Shell.at_once`."""
+    del what
+    return call()
 
 
 def _refusal(exc: KafkaException, settings: ServiceSettings) -> Any:
@@ -475,3 +494,9 @@ def _run(
     except DeliveryFailedError as exc:
         log.error("delivery_failed", error=str(exc))
         return EXIT_DELIVERY_FAILED
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if not isinstance(err, KafkaError) or not (err.fatal() or err.code() == KafkaError._FATAL):
+            raise
+        log.error("kafka_fatal", error=err.str(), note="the client cannot go on; a restart can")
+        return EXIT_KAFKA_FATAL

@@ -176,15 +176,5 @@ class SimulatorSettings(ServiceSettings):
     delay_mean_s: float = Field(default=0.0, ge=0)
     horizon: int = Field(default=0, ge=0)  # decisions that make up the market's drift timeline
     group_id: str = "dynpricing-simulator"
-    # static group membership: a restart under the same id gets its partitions back at
-    # once; unless set, "<host name>-<decisions topic>": distinct per replica (pod), and
-    # a member never returns to a group under its old id with another topic
-    group_instance_id: str | None = Field(default=None, min_length=1)
-    # how long the broker keeps a member's partitions for it when it does not come back
-    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     batch_size: int = Field(default=1000, ge=1)
     poll_timeout_s: float = Field(default=0.2, gt=0)
-
-    def instance_id(self) -> str:
-        """The static member id this simulator joins its group with."""
-        return self.group_instance_id or f"{_host_name()}-{self.topics.decisions}"

@@ -273,7 +273,7 @@ def test_the_simulators_principal_may_not_read_demand(secured_runner: SecuredRun
 
 GROUP_CASES = {
     # service: (another role's group it tries, the operation refused, the topic it writes)
-    "simulator": ("engine_group", "Read", "outcomes"),  # joins with subscribe()
+    "simulator": ("engine_group", "Describe", "outcomes"),  # assigns, only finds the group
     "engine": ("simulator_group", "Describe", "decisions"),  # assigns, only finds the group
 }
 

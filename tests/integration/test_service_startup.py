@@ -173,9 +173,9 @@ def test_sigterm_ends_services_still_waiting_for_an_unreachable_broker(tmp_path:
 def test_a_restarted_simulator_takes_its_partitions_back_at_once(
     runner: ServiceRunner,
 ) -> None:
-    # The broker would wait for the old member's session to time out (45 s by
-    # default) before giving its partitions to anyone else; a static member
-    # returning under its own id gets them back without that wait.
+    # A group member's partitions wait for its session to time out (45 s by
+    # default) before anyone else gets them; the simulator assigns itself its
+    # partitions, so a restart has them back at once.
     simulator = runner.start("simulator", group_id=unique("sim"), seed=1)
     simulator.wait_ready()
     decision = {

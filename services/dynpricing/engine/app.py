@@ -9,10 +9,7 @@ what was published after that state (``recovery.py``), checkpoints as it goes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
-
-from confluent_kafka import KafkaException
+from collections.abc import Sequence
 
 from dynpricing.core.errors import PricingError, SnapshotError
 from dynpricing.engine import recovery
@@ -20,11 +17,10 @@ from dynpricing.engine.checkpoint import Checkpointer
 from dynpricing.engine.loop import PricingEngine
 from dynpricing.engine.memory import calm_garbage_collector, release_freed_memory
 from dynpricing.engine.metrics import EngineMetrics
-from dynpricing.kafka_io import OutputProducer, consume_batch, make_consumer, transient, wall_clock
-from dynpricing.service import DeadLetters, Running, ServiceExit, Shell, run_service
+from dynpricing.kafka_io import OutputProducer, consume_batch, make_consumer, wall_clock
+from dynpricing.service import DeadLetters, Running, ServiceExit, Shell, once, run_service
 from dynpricing.settings import EngineSettings
 
-T = TypeVar("T")
 EXIT_BAD_STATE = 2
 EXIT_DELIVERY_FAILED = 3
 PARTITION_CHECK_INTERVAL_S = 60.0
@@ -150,12 +146,6 @@ class EngineStarter:
         return re_entered
 
 
-def _at_once(call: Callable[[], T], what: str) -> T:
-    """For requests from the loop: a broker away is asked again next time, not waited for."""
-    del what
-    return call()
-
-
 class EngineService(Running):
     """The loop: consume, price and learn, checkpoint now and then; a bounded shutdown."""
 
@@ -188,7 +178,7 @@ class EngineService(Running):
                 engine.refresh_gauges()
                 next_snapshot = now + settings.snapshot_interval_s
             if now >= next_partition_check:  # partitions are rarely added: look now and then
-                self._look_for_partitions()
+                shell.at_once(self._look_for_partitions)
                 next_partition_check = now + PARTITION_CHECK_INTERVAL_S
             if now >= next_summary:
                 shell.log.info(
@@ -202,14 +192,10 @@ class EngineService(Running):
 
     def _look_for_partitions(self) -> None:
         topics = (self.settings.topics.demand, self.settings.topics.outcomes)
-        try:
-            added = recovery.resume_partitions(
-                self.engine.consumer, self.engine.books, topics, self.settings.group_id, _at_once
-            )
-        except KafkaException as exc:
-            if not transient(exc):
-                raise
-            return
+        engine = self.engine
+        added = recovery.resume_partitions(
+            engine.consumer, engine.books, topics, self.settings.group_id, once
+        )
         if added:
             self.shell.log.info("partitions_added", partitions=added)
 

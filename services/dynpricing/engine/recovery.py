@@ -36,14 +36,14 @@ from functools import partial
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from dynpricing import events
 from dynpricing.core.bandit import Bandit, BanditConfig
 from dynpricing.core.errors import PricingError, SnapshotError
 from dynpricing.engine.join import Pending
-from dynpricing.engine.state import EngineBookkeeping, partition_key
-from dynpricing.kafka_io import raise_group_refusal
+from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
+from dynpricing.kafka_io import assign_new_partitions
 from dynpricing.service import Stopped
 from dynpricing.settings import EngineSettings
 from dynpricing.statefile import read_json
@@ -277,29 +277,8 @@ def resume_partitions(
     the dead member's session to time out. The group id is still used for
     commits, so lag stays visible to Kafka tools.
     """
-    wanted: list[TopicPartition] = []
-    for topic in topics:
-        metadata = until_done(
-            partial(consumer.list_topics, topic, timeout=WATERMARK_TIMEOUT_S), "listing partitions"
-        )
-        wanted += [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
-    current = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-    new = [tp for tp in wanted if (tp.topic, tp.partition) not in current]
-    if not new:
-        return []
-    unknown = [tp for tp in new if partition_key(tp.topic, tp.partition) not in books.offsets]
-    committed = (
-        until_done(lambda: _committed(consumer, unknown, group), "reading committed offsets")
-        if unknown
-        else {}
-    )
-    for tp in new:
-        snapshot = books.offsets.get(partition_key(tp.topic, tp.partition))
-        tp.offset = (
-            snapshot
-            if snapshot is not None
-            else committed.get((tp.topic, tp.partition), OFFSET_BEGINNING)
-        )
+    known = {split_partition_key(key): offset for key, offset in books.offsets.items()}
+    new = assign_new_partitions(consumer, topics, group, known, until_done)
     forget_skips_before(
         books,
         {
@@ -308,18 +287,4 @@ def resume_partitions(
             if tp.topic == books.demand_topic and tp.offset >= 0
         },
     )
-    consumer.incremental_assign(new)
     return [f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in new]
-
-
-def _committed(
-    consumer: Consumer, partitions: list[TopicPartition], group: str
-) -> dict[tuple[str, int], int]:
-    """Kafka's committed offsets. A group this principal may not use makes the request
-    time out while the refusal waits in the consumer: that is raised instead."""
-    try:
-        found = consumer.committed(partitions, timeout=WATERMARK_TIMEOUT_S)
-    except KafkaException:
-        raise_group_refusal(consumer, group)
-        raise
-    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}

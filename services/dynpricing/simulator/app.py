@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from dynpricing import events
 from dynpricing.core.market import Market, load_market
-from dynpricing.kafka_io import OutputProducer, origin_of, wall_clock
-from dynpricing.service import DeadLetters, Running, Shell, run_service
+from dynpricing.kafka_io import OutputProducer, assign_new_partitions, origin_of, wall_clock
+from dynpricing.service import DeadLetters, Running, Shell, once, run_service
 from dynpricing.settings import SimulatorSettings
 from dynpricing.simulator.customers import (
     Customers,
@@ -36,6 +36,7 @@ from dynpricing.simulator.customers import (
 )
 
 COMMIT_INTERVAL_S = 2.0
+PARTITION_CHECK_INTERVAL_S = 60.0
 COMMIT_RESERVE_S = 2.0  # of the shutdown budget, kept for the last commit and closing
 EXIT_DELIVERY_FAILED = 3
 CONTEXT_LABELS = ("location", "demand_level")
@@ -206,13 +207,18 @@ class Simulator:
 class SimulatorService(Running):
     """The loop, at-least-once commits that never wait, and a bounded shutdown.
 
+    The simulator assigns itself every partition of the decisions topic, from
+    its group's committed offsets, instead of joining the group's rebalances: a
+    restarted simulator takes them back at once (a group member would wait for
+    its predecessor's session to time out, 45 s), and a broker restart cannot
+    fence it. So one simulator runs per deployment; a second would answer every
+    decision again (the engine ignores the duplicates).
+
     A decision's offset is safe once its outcome (or dead letter) is handed to
     the producer *and* reported delivered: every commit interval the safe
     offsets are noted with the producer's count, and committed at a later
     turn, once the reports of everything handed before have arrived.
     """
-
-    ready_at_start = False  # ready once the group has assigned partitions
 
     def __init__(self, shell: Shell, sim: Simulator, consumer: Consumer) -> None:
         self.shell = shell
@@ -224,6 +230,7 @@ class SimulatorService(Running):
     def run(self) -> int:
         shell, sim, settings = self.shell, self.sim, self.sim.settings
         next_commit = time.monotonic() + COMMIT_INTERVAL_S
+        next_partition_check = time.monotonic() + PARTITION_CHECK_INTERVAL_S
         while not shell.stop.is_set():
             for msg in self.consumer.consume(settings.batch_size, settings.poll_timeout_s):
                 if shell.usable(msg):
@@ -233,7 +240,16 @@ class SimulatorService(Running):
             if time.monotonic() >= next_commit:
                 self._commit_delivered()
                 next_commit = time.monotonic() + COMMIT_INTERVAL_S
+            if time.monotonic() >= next_partition_check:  # partitions are rarely added
+                shell.at_once(self._look_for_partitions)
+                next_partition_check = time.monotonic() + PARTITION_CHECK_INTERVAL_S
         return self._shutdown()
+
+    def _look_for_partitions(self) -> None:
+        group = self.sim.settings.group_id
+        added = assign_new_partitions(self.consumer, [self.topic], group, {}, once)
+        if added:
+            self.shell.log.info("partitions_added", partitions=[tp.partition for tp in added])
 
     def _safe_offsets(self) -> list[TopicPartition]:
         return [TopicPartition(self.topic, p, o) for p, o in self.sim.offsets.safe.items()]
@@ -286,25 +302,15 @@ def start(shell: Shell, settings: SimulatorSettings) -> SimulatorService:
     sim = Simulator(
         settings, customers, metrics, producer, DeadLetters(shell, producer, metrics.dead_letters)
     )
-    consumer = shell.consumer(
-        settings.group_id,
-        "outcome-simulator",
-        **{
-            "group.instance.id": settings.instance_id(),
-            "session.timeout.ms": int(settings.session_timeout_s * 1000),
-        },
-    )
+    consumer = shell.consumer(settings.group_id, "outcome-simulator")
     shell.commit_note = "the decisions after the committed offsets are answered again"
-
-    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-        c.assign(partitions)
-        shell.health.set_ready(True)
-
-    consumer.subscribe([settings.topics.decisions], on_assign=on_assign)
+    assigned = assign_new_partitions(
+        consumer, [settings.topics.decisions], settings.group_id, {}, shell.until_done
+    )
     shell.log.info(
         "simulator_started",
         market=market.name,
         delay_mean_s=settings.delay_mean_s,
-        group_instance_id=settings.instance_id(),
+        partitions=[f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in assigned],
     )
     return SimulatorService(shell, sim, consumer)

@@ -125,16 +125,6 @@ def test_engine_defaults_match_the_documented_ones() -> None:
     assert engine.seed is None
 
 
-def test_a_simulators_static_member_id_is_its_host_and_topic_unless_set(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("HOSTNAME", "sim-7f9c")
-    monkeypatch.setenv("DYNPRICING_SIMULATOR_TOPICS__DECISIONS", "prices")
-    assert SimulatorSettings().instance_id() == "sim-7f9c-prices"
-    monkeypatch.setenv("DYNPRICING_SIMULATOR_GROUP_INSTANCE_ID", "simulator-0")
-    assert SimulatorSettings().instance_id() == "simulator-0"
-
-
 def test_a_producers_replica_is_its_host_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOSTNAME", "producer-5d8b")
     assert ProducerSettings().replica_id == "producer-5d8b"
