@@ -18,18 +18,19 @@ test asks every rendered probe's path itself.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from tests.deploy.podman_support import Container, Podman
-from tests.deploy.support import SERVICES, Manifest, by_kind, render_release
+from tests.deploy.support import CHART, SERVICES, Manifest, by_kind, render_release
 from tests.integration.services_support import Topics
-from tests.kafka_support import free_port, unique
+from tests.kafka_support import create_topics, free_port, unique, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.tools]
 
@@ -50,10 +51,12 @@ TEST_EDITS = (
 
 @dataclass
 class Played:
-    """What ``podman kube play`` started: per service its pod's container and port."""
+    """What ``podman kube play`` started: per service its pod's container and port;
+    the topics the pods were given, not yet created."""
 
     containers: dict[str, Container]
     manifests: list[Manifest]
+    topics: Topics
 
 
 def component(manifest: Manifest) -> str:
@@ -133,10 +136,9 @@ def played(
     podman: Podman,
     images: dict[str, str],
     kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
     tmp_path: Path,
 ) -> Iterator[Played]:
-    topics = Topics.create(topic_factory, 3)
+    topics = Topics(unique("demand"), unique("decisions"), unique("outcomes"), unique("dead"))
     values = tmp_path / "external-kafka-values.yaml"
     values.write_text(yaml.safe_dump(external_kafka_values(kafka_bootstrap, topics, images)))
     release = unique("kp")
@@ -157,18 +159,52 @@ def played(
             )
             for d in by_kind(manifests, "Deployment")
         }
-        yield Played(containers, rendered)
+        yield Played(containers, rendered, topics)
     finally:
         podman("kube", "down", path, check=False, timeout=120)
         for claim in by_kind(manifests, "PersistentVolumeClaim"):
             podman("volume", "rm", "--force", claim["metadata"]["name"], check=False)
 
 
-def test_chart_pods_run_as_rendered_turn_ready_and_learn(
-    played: Played, podman: Podman, tmp_path: Path
+def alive_but_not_ready(container: Container) -> bool | None:
+    """/healthz answers 200 and /readyz does not: up, waiting for Kafka's topics."""
+    try:
+        healthy = container.get("/healthz")[0] == 200
+    except OSError:
+        return None
+    if not healthy:
+        return None
+    assert container.get("/readyz")[0] != 200, f"{container.name} ready without its topics"
+    return True
+
+
+def create_topics_as_the_chart_sizes_them(bootstrap: str, topics: Topics) -> None:
+    """The topics the KafkaTopics would make, with the chart's partitions."""
+    sizes = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["topics"]
+    for key, name in (
+        ("demand", topics.demand),
+        ("decisions", topics.decisions),
+        ("outcomes", topics.outcomes),
+        ("deadLetters", topics.dead_letters),
+    ):
+        create_topics(bootstrap, [name], int(sizes[key]["partitions"]))
+
+
+def test_chart_pods_wait_for_their_topics_then_turn_ready_and_learn(
+    played: Played, podman: Podman, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    """The pods start before their topics exist (as under Strimzi, whose Topic
+    Operator makes them): alive and serving /healthz, so the liveness and startup
+    probes pass, but not ready, and none creates a topic. Once the topics exist
+    they turn ready."""
     assert set(played.containers) == set(SERVICES)
     for container in played.containers.values():
+        wait_until(lambda c=container: alive_but_not_ready(c), what=f"{container.name} /healthz")
+    existing = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+    assert not set(vars(played.topics).values()) & set(existing), "a service created a topic"
+    create_topics_as_the_chart_sizes_them(kafka_bootstrap, played.topics)
+    for container in played.containers.values():
+        assert container.running(), container.logs()
         container.wait_ready()
     # Every probe the chart renders answers on its path.
     for deployment in by_kind(played.manifests, "Deployment"):
