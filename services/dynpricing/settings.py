@@ -113,10 +113,11 @@ class EngineSettings(ServiceSettings):
     base_prices: dict[str, float] = Field(default_factory=dict)
     locations: tuple[str, ...] = ()
     policy: str | None = None
-    objective: Literal["revenue", "acceptance"] = "revenue"
+    objective: Literal["revenue", "acceptance", "revenue-supply"] = "revenue"
     prior_alpha: float = Field(default=1.0, gt=0)
     prior_beta: float = Field(default=1.0, gt=0)
-    half_life_s: float | None = Field(default=None, gt=0)
+    half_life_s: float | None = Field(default=None, gt=0)  # set: a fixed half-life instead
+    forgetting: Literal["adaptive", "none"] = "adaptive"  # without HALF_LIFE_S
     demand_low_below: float = Field(default=1.0, gt=0)
     demand_medium_below: float = Field(default=2.0, gt=0)
     snapshot_interval_s: float = Field(default=5.0, gt=0)

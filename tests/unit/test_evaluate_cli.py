@@ -86,7 +86,7 @@ def test_a_dump_is_evaluated_into_a_table_and_a_stable_report(
             assert estimate["ci_low"] <= estimate["value"] <= estimate["ci_high"]
     assert doc["targets"]["ts-revenue"]["kind"] == "informed"
     assert doc["targets"][f"snapshot:{snapshot}"]["kind"] == "snapshot"
-    assert doc["logged"]["policies"] == ["shape-ts-revenue"]
+    assert doc["logged"]["policies"] == [Bandit(BanditConfig()).policy_name]  # the default
     assert png.read_bytes().startswith(PNG_MAGIC)
 
 

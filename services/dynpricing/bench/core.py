@@ -6,7 +6,7 @@ default (``Bandit.decide``, propensities included); MABWiser predicts one arm pe
 row of a context-free batch (``predict(contexts=...)``), or one arm for size 1.
 ``ts_revenue_per_s`` is ours again with plain Beta-Bernoulli Thompson sampling
 on revenue (``ts-revenue``), the same algorithm as MABWiser's, so the two can be
-compared like for like (shape-ts also fits and samples its demand curves).
+compared like for like (the default policy also fits and samples demand curves).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dynpricing.bench.core import CoreResult
 from dynpricing.bench.latency import LatencyResult
 from dynpricing.bench.state import StateResult
 from dynpricing.bench.throughput import Throughput
+from dynpricing.core.policies import DEFAULT_POLICY
 
 
 @dataclass
@@ -114,8 +115,8 @@ def _core_lines(results: list[CoreResult]) -> list[str]:
         for c in results
     ]
     header = (
-        "| batch | ours (shape-ts) /s | ours (ts-revenue) /s | MABWiser TS /s "
-        "| shape-ts / MABWiser | ts-revenue / MABWiser |"
+        f"| batch | ours ({DEFAULT_POLICY}) /s | ours (ts-revenue) /s | MABWiser TS /s "
+        f"| {DEFAULT_POLICY} / MABWiser | ts-revenue / MABWiser |"
     )
     return ["", header, "|---:|---:|---:|---:|---:|---:|", *rows]
 

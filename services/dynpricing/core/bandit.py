@@ -16,20 +16,24 @@ import numpy.typing as npt
 
 from dynpricing.core import snapshot
 from dynpricing.core.contexts import DEMAND_LEVELS, ContextTable
-from dynpricing.core.demand_models import (
-    FittedModels,
-    fit_columns,
-    fit_models,
-    shape_features,
-)
 from dynpricing.core.errors import PricingError, SnapshotError, UnknownContextError
-from dynpricing.core.forgetting import FORGETTING_FLOOR, decay_evidence, decay_factor
+from dynpricing.core.forgetting import (
+    FORGETTING_ADAPTIVE,
+    FORGETTING_FLOOR,
+    RATE_DTYPE,
+    AdaptiveForgetting,
+    HalfLife,
+    RateTables,
+    forgetting_for,
+)
 from dynpricing.core.grid import arm_index, validate_grid
 from dynpricing.core.policies import (
     DEFAULT_POLICY,
     OBJECTIVE_REVENUE,
-    POLICY_SHAPE_TS,
-    check_policy,
+    Supply,
+    argmax_random_ties,
+    make_policy,
+    objective_for,
     policy_name,
     thompson_arms,
     thompson_arms_one_context,
@@ -60,20 +64,23 @@ class BanditConfig:
     prior_beta: float = 1.0
     objective: str = OBJECTIVE_REVENUE
     policy: str = DEFAULT_POLICY
-    half_life: float | None = None  # forgetting half-life in clock units; None = never forget
+    half_life: float | None = None  # fixed forgetting half-life in clock units (overrides)
     forgetting_floor: float = FORGETTING_FLOOR  # outcomes of evidence per arm never forgotten
     locations: tuple[str, ...] = ()  # empty: contexts appear when first seen
     propensity_draws: int = PROPENSITY_DRAWS
+    forgetting: str = FORGETTING_ADAPTIVE  # without a half_life: "adaptive" or "none"
 
     def __post_init__(self) -> None:
         validate_grid(self.prices)
-        check_policy(self.policy, self.objective)
+        make_policy(self.policy, np.asarray(self.prices))  # refuses unknown names
+        objective_for(self.objective)
         if not (self.prior_alpha > 0 and self.prior_beta > 0):
             raise PricingError(
                 f"prior must be positive, got alpha={self.prior_alpha}, beta={self.prior_beta}"
             )
         if self.half_life is not None and not self.half_life > 0:
             raise PricingError(f"half_life must be > 0 or None, got {self.half_life}")
+        forgetting_for(self.forgetting, self.half_life, self.forgetting_floor)
         if not self.forgetting_floor >= 0:
             raise PricingError(f"forgetting_floor must be >= 0, got {self.forgetting_floor}")
         if self.propensity_draws < 1:
@@ -106,11 +113,19 @@ class Bandit:
     """Contextual Beta-Bernoulli Thompson sampling over a price grid."""
 
     def __init__(self, config: BanditConfig, *, fit_cache_slots: int = FIT_CACHE_SLOTS) -> None:
-        """``fit_cache_slots=0`` refits shape-ts on every call (same decisions, slower)."""
+        """``fit_cache_slots=0`` refits on every call (same decisions, slower)."""
         self.config = config
         self.prices: FloatArray = validate_grid(config.prices)
         self.policy_name: str = policy_name(config.policy, config.objective)
         self._prior = (config.prior_alpha, config.prior_beta)
+        self._policy = make_policy(config.policy, self.prices, self._prior)
+        self._objective = objective_for(config.objective)
+        self._forgetting = forgetting_for(
+            config.forgetting, config.half_life, config.forgetting_floor
+        )
+        forgetting = self._forgetting
+        # adaptive forgetting's candidate posteriors per context (0: none kept)
+        self._rates = forgetting.candidates if isinstance(forgetting, AdaptiveForgetting) else 0
         self.total_outcomes: int = 0
         self._contexts = ContextTable()
         self._count_dtype: type[np.integer[Any]] = COUNT_DTYPE
@@ -118,10 +133,8 @@ class Bandit:
         self._widen_above = WIDEN_COUNTS_ABOVE
         self._allocate(INITIAL_CAPACITY)
         self._fit_cache: _FitCache | None = None
-        if config.policy == POLICY_SHAPE_TS and fit_cache_slots > 0:
-            columns = fit_columns(shape_features(self.prices).shape[0])
-            self._fit_cache = _FitCache(columns, fit_cache_slots)
-        self._features = shape_features(self.prices)
+        if self._policy.needs_fit and fit_cache_slots > 0:
+            self._fit_cache = _FitCache(self._policy.fit_columns, fit_cache_slots)
         for location in config.locations:
             for level in DEMAND_LEVELS:
                 self._add_context(location, level)
@@ -139,6 +152,10 @@ class Bandit:
         self._version = np.zeros(capacity, dtype=np.int64)
         self._draw_counts: CountArray = np.zeros((capacity, n_arms), dtype=self._draw_dtype)
         self._draw_version = np.full(capacity, -1, dtype=np.int64)
+        # adaptive forgetting: the evidence at each finite rate, and each rate's score
+        self._rate_won = np.zeros((capacity, self._rates, n_arms), dtype=RATE_DTYPE)
+        self._rate_lost = np.zeros((capacity, self._rates, n_arms), dtype=RATE_DTYPE)
+        self._rate_score = np.zeros((capacity, self._rates))
 
     def _grow(self) -> None:
         """Double the capacity, keeping the rows in use."""
@@ -162,6 +179,11 @@ class Bandit:
         self._count_dtype = np.int64
         for name in _COUNT_TABLES:
             setattr(self, name, getattr(self, name).astype(np.int64))
+
+    @property
+    def needs_supply(self) -> bool:
+        """Whether :meth:`decide` needs each event's ``requests`` and ``drivers``."""
+        return self._objective.needs_supply
 
     # -- contexts and arms ---------------------------------------------------
 
@@ -222,17 +244,16 @@ class Bandit:
     # -- forgetting ----------------------------------------------------------
 
     def _advance_clock(self, unique: IntArray, now: float) -> None:
-        """Decay these distinct contexts' evidence to time ``now`` (no-op without forgetting)."""
-        half_life = self.config.half_life
-        if half_life is None or unique.size == 0:
+        """Decay these distinct contexts' evidence to time ``now`` (fixed half-life only)."""
+        forgetting = self._forgetting
+        if not isinstance(forgetting, HalfLife) or unique.size == 0:
             return
         elapsed = now - self._clock[unique]
         moved = unique[elapsed > 0]
         if moved.size == 0:
             return
-        factor = decay_factor(now - self._clock[moved], half_life)
-        self._alpha[moved], self._beta[moved] = decay_evidence(
-            self._alpha[moved], self._beta[moved], self._prior, factor, self.config.forgetting_floor
+        self._alpha[moved], self._beta[moved] = forgetting.decay(
+            self._alpha[moved], self._beta[moved], self._prior, now - self._clock[moved]
         )
         self._clock[moved] = now
         self._version[moved] += 1
@@ -240,23 +261,26 @@ class Bandit:
     # -- deciding ------------------------------------------------------------
 
     def _arms_for(
-        self, rows: IntArray, unique: IntArray, inverse: IntArray, rng: np.random.Generator
+        self,
+        rows: IntArray,
+        unique: IntArray,
+        inverse: IntArray,
+        rng: np.random.Generator,
+        supply: Supply | None = None,
     ) -> IntArray:
         """Decisions for ``rows`` (= ``unique[inverse]``, ``unique`` distinct)."""
-        cfg = self.config
         return thompson_arms(
             self._alpha[rows],
             self._beta[rows],
-            self.prices,
-            policy=cfg.policy,
-            objective=cfg.objective,
+            policy=self._policy,
+            objective=self._objective,
             rng=rng,
-            prior=self._prior,
             fits=self._fits_for(unique, inverse),
+            supply=supply,
         )
 
-    def _fits_for(self, unique: IntArray, inverse: IntArray) -> FittedModels | None:
-        """shape-ts's fitted models per row, refitting only contexts whose posterior moved.
+    def _fits_for(self, unique: IntArray, inverse: IntArray) -> FloatArray | None:
+        """The policy's fits per row, refitting only contexts whose posterior moved.
 
         A fit is a pure function of the context's ``(alpha, beta)``, and every
         change to those bumps the context's ``_version``, so a cached fit of
@@ -268,37 +292,72 @@ class Bandit:
         versions = self._version[unique]
         fits, missing = cache.lookup(unique, versions)
         if missing.size:
-            fresh = fit_models(
-                self._alpha[unique[missing]], self._beta[unique[missing]], self.prices, self._prior
-            )
+            fresh = self._policy.fit(self._alpha[unique[missing]], self._beta[unique[missing]])
             fits[missing] = fresh
             cache.store(unique[missing], versions[missing], fresh)
-        return FittedModels(fits[inverse], self._features)
+        return fits[inverse]
 
-    def choose(self, contexts: Any, rng: np.random.Generator, now: float) -> IntArray:
+    def _supply(self, n: int, requests: Any, drivers: Any) -> Supply | None:
+        """The events' supply when the objective uses it (refused when missing)."""
+        if not self._objective.needs_supply:
+            return None
+        if requests is None or drivers is None:
+            raise PricingError(
+                f"objective {self.config.objective!r} needs requests and drivers per event"
+            )
+        supply = Supply.of(requests, drivers)
+        if supply.requests.size != n:
+            raise PricingError(
+                f"got {supply.requests.size} requests/drivers for {n} events; need one per event"
+            )
+        return supply
+
+    def choose(
+        self,
+        contexts: Any,
+        rng: np.random.Generator,
+        now: float,
+        *,
+        requests: Any = None,
+        drivers: Any = None,
+    ) -> IntArray:
         """One Thompson decision per event row, without propensities.
 
         Exactly the draws :meth:`decide` starts with; the offline experiment
         makes the same calls, which is how a test pins the two together.
+        ``requests`` and ``drivers`` (one per event) are needed by, and only
+        used by, the ``revenue-supply`` objective.
         """
         rows = np.asarray(contexts, dtype=np.int64).reshape(-1)
+        supply = self._supply(rows.size, requests, drivers)
         row = self._one_context(rows)
         if row is not None:
             self._advance_clock(rows[:1], now)
-            return self._arms_one(row, rows.size, rng)
+            return self._arms_one(row, rows.size, rng, supply)
         rows = self._check_rows(rows)
         unique, inverse = _distinct(rows)
         self._advance_clock(unique, now)
-        return self._arms_for(rows, unique, inverse, rng)
+        return self._arms_for(rows, unique, inverse, rng, supply)
 
-    def decide(self, contexts: Any, rng: np.random.Generator, now: float) -> DecisionBatch:
+    def decide(
+        self,
+        contexts: Any,
+        rng: np.random.Generator,
+        now: float,
+        *,
+        requests: Any = None,
+        drivers: Any = None,
+    ) -> DecisionBatch:
         """One Thompson decision per event row, with the chosen arm's propensity.
 
         Decisions are drawn first (as :meth:`choose`), so the arms depend only
         on the posterior and the generator state; the propensity estimate then
-        uses extra draws.
+        uses extra draws. ``requests`` and ``drivers`` as in :meth:`choose`.
         """
         rows = np.asarray(contexts, dtype=np.int64).reshape(-1)
+        supply = self._supply(rows.size, requests, drivers)
+        if supply is not None:
+            return self._decide_with_supply(rows, rng, now, supply)
         row = self._one_context(rows)
         if row is not None:
             return self._decide_one(row, rows, rng, now)
@@ -350,24 +409,51 @@ class Bandit:
             self._widen_counts(draws=True)
         return DecisionBatch(arms=arms, propensities=propensities)
 
-    def _arms_one(self, row: int, n: int, rng: np.random.Generator) -> IntArray:
+    def _decide_with_supply(
+        self, contexts: IntArray, rng: np.random.Generator, now: float, supply: Supply
+    ) -> DecisionBatch:
+        """:meth:`decide` when the best arm depends on each event's supply.
+
+        The choice probability is then the event's own, not its context's:
+        ``propensity_draws`` extra posterior draws per context of the batch
+        (fresh each batch), each scored under the event's requests and
+        drivers, plus the event's own decision, which is one more such draw.
+        """
+        rows = self._check_rows(contexts)
+        unique, inverse = _distinct(rows)
+        self._advance_clock(unique, now)
+        arms = self._arms_for(rows, unique, inverse, rng, supply)
+        n, draws = rows.size, self.config.propensity_draws
+        extra = np.empty((unique.size, draws, self.prices.size))
+        for index, row in enumerate(unique.tolist()):
+            fit = self._fit_one(row) if self._policy.needs_fit else None
+            extra[index] = self._policy.draw_one_context(
+                self._alpha[row], self._beta[row], draws, rng, fit
+            )
+        scores = self._objective.scores(
+            extra[inverse].reshape(n * draws, -1), self.prices, supply.repeat(draws)
+        )
+        picks = argmax_random_ties(scores, rng).reshape(n, draws)
+        agree = np.add.reduce(picks == arms[:, None], axis=1)
+        return DecisionBatch(arms=arms, propensities=(agree + 1.0) / (draws + 1.0))
+
+    def _arms_one(
+        self, row: int, n: int, rng: np.random.Generator, supply: Supply | None = None
+    ) -> IntArray:
         """Decisions for ``n`` events of context ``row``; as :meth:`_arms_for`, bit for bit."""
-        cfg = self.config
         return thompson_arms_one_context(
             self._alpha[row],
             self._beta[row],
-            self.prices,
             n,
-            policy=cfg.policy,
-            objective=cfg.objective,
+            policy=self._policy,
+            objective=self._objective,
             rng=rng,
-            prior=self._prior,
-            fit=self._fit_one(row) if cfg.policy == POLICY_SHAPE_TS else None,
-            features=self._features,
+            fit=self._fit_one(row) if self._policy.needs_fit else None,
+            supply=supply,
         )
 
     def _fit_one(self, row: int) -> FloatArray:
-        """shape-ts's fitted models of one context: :meth:`_fits_for` for a single row."""
+        """The policy's fit of one context: :meth:`_fits_for` for a single row."""
         version = int(self._version[row])
         cache = self._fit_cache
         if cache is not None:
@@ -375,9 +461,7 @@ class Bandit:
             if cache.row[slot] == row and cache.version[slot] == version:
                 cached: FloatArray = cache.fits[slot]
                 return cached
-        fit: FloatArray = fit_models(
-            self._alpha[row : row + 1], self._beta[row : row + 1], self.prices, self._prior
-        )[0]
+        fit: FloatArray = self._policy.fit(self._alpha[row : row + 1], self._beta[row : row + 1])[0]
         if cache is not None:
             cache.row[slot] = row
             cache.version[slot] = version
@@ -412,13 +496,31 @@ class Bandit:
         self._draw_version[stale] = self._version[stale]
 
     def propensities(self, context: int, rng: np.random.Generator, now: float) -> FloatArray:
-        """Estimated probability of each arm for this context now; sums to 1."""
+        """Estimated probability of each arm for this context now; sums to 1.
+
+        Not available under ``revenue-supply``, where the choice depends on
+        each event's supply (:meth:`decide` returns each event's propensity).
+        """
+        if self._objective.needs_supply:
+            raise PricingError("under revenue-supply propensities are per event; see decide()")
         rows = self._check_rows([context])
         self._advance_clock(rows, now)
         self._refresh_draw_counts(rows, rng)
         counts = self._draw_counts[rows[0]]
         probabilities: FloatArray = counts / counts.sum()
         return probabilities
+
+    def _load_rates(self, tables: snapshot.LearnedTables, rows: IntArray) -> None:
+        """Adaptive forgetting's state from the snapshot, or started from its posterior."""
+        forgetting = self._forgetting
+        if not isinstance(forgetting, AdaptiveForgetting):
+            return
+        if tables.rate_successes is None or tables.rate_failures is None:
+            fresh = forgetting.fresh(tables.alpha, tables.beta, self._prior)
+        elif tables.rate_score is not None:
+            fresh = RateTables(tables.rate_successes, tables.rate_failures, tables.rate_score)
+        self._rate_won[rows], self._rate_lost[rows] = fresh.successes, fresh.failures
+        self._rate_score[rows] = fresh.score
 
     # -- learning ------------------------------------------------------------
 
@@ -438,11 +540,14 @@ class Bandit:
             )
         if arm_rows.size and (arm_rows.min() < 0 or arm_rows.max() >= self.prices.size):
             raise PricingError(f"arm indices must be in [0, {self.prices.size})")
-        unique = _distinct(rows)[0]
+        unique, inverse = _distinct(rows)
         self._advance_clock(unique, now)
         at = (rows, arm_rows)
-        np.add.at(self._alpha, at, won.astype(np.float64))
-        np.add.at(self._beta, at, (~won).astype(np.float64))
+        if isinstance(self._forgetting, AdaptiveForgetting):
+            self._learn_adaptive(self._forgetting, unique, (inverse, arm_rows), won)
+        else:
+            np.add.at(self._alpha, at, won.astype(np.float64))
+            np.add.at(self._beta, at, (~won).astype(np.float64))
         np.add.at(self._successes, at, won.astype(self._count_dtype))
         np.add.at(self._failures, at, (~won).astype(self._count_dtype))
         np.add.at(self._pulls, at, 1)
@@ -452,6 +557,26 @@ class Bandit:
             self._widen_counts(draws=False)
         self._version[unique] += 1
         self.total_outcomes += int(rows.size)
+
+    def _learn_adaptive(
+        self,
+        forgetting: AdaptiveForgetting,
+        unique: IntArray,
+        at: tuple[IntArray, IntArray],
+        won: npt.NDArray[np.bool_],
+    ) -> None:
+        """Adaptive forgetting's update of the distinct contexts ``unique``."""
+        won_table = np.zeros((unique.size, self.prices.size))
+        lost_table = np.zeros((unique.size, self.prices.size))
+        np.add.at(won_table, at, won.astype(np.float64))
+        np.add.at(lost_table, at, (~won).astype(np.float64))
+        tables = RateTables(
+            self._rate_won[unique], self._rate_lost[unique], self._rate_score[unique]
+        )
+        state, alpha, beta = forgetting.learn(tables, won_table, lost_table, self._prior)
+        self._rate_won[unique], self._rate_lost[unique] = state.successes, state.failures
+        self._rate_score[unique] = state.score
+        self._alpha[unique], self._beta[unique] = alpha, beta
 
     # -- reporting and persistence -------------------------------------------
 
@@ -478,6 +603,10 @@ class Bandit:
             policy=cfg.policy,
             half_life=cfg.half_life,
             forgetting_floor=cfg.forgetting_floor,
+            forgetting=self._forgetting.kind,
+            adaptive_half_lives=self._forgetting.half_lives
+            if isinstance(self._forgetting, AdaptiveForgetting)
+            else (),
         )
 
     def to_document(
@@ -499,8 +628,18 @@ class Bandit:
             pulls=self._pulls[:used],
             clock=self._clock[:used],
             total_outcomes=self.total_outcomes,
+            **self._rate_document(used),
         )
         return snapshot.to_document(self._header(), tables, extra, arrays=arrays)
+
+    def _rate_document(self, used: int) -> dict[str, Any]:
+        if not self._rates:
+            return {}
+        return {
+            "rate_successes": self._rate_won[:used],
+            "rate_failures": self._rate_lost[:used],
+            "rate_score": self._rate_score[:used],
+        }
 
     @classmethod
     def from_document(
@@ -544,13 +683,25 @@ class Bandit:
             ("_clock", tables.clock),
         ):
             getattr(self, name)[rows] = values
+        self._load_rates(tables, rows)
         self._version[rows] += 1  # the posteriors changed under any cached fits
         if self._fit_cache is not None:
             self._fit_cache.clear()
         self.total_outcomes = tables.total_outcomes
 
 
-_TABLES = ("_alpha", "_beta", "_successes", "_failures", "_pulls", "_clock", "_version")
+_TABLES = (
+    "_alpha",
+    "_beta",
+    "_successes",
+    "_failures",
+    "_pulls",
+    "_clock",
+    "_version",
+    "_rate_won",
+    "_rate_lost",
+    "_rate_score",
+)
 _COUNT_TABLES = ("_successes", "_failures", "_pulls")
 
 

@@ -6,9 +6,9 @@ fewer trials than an arm-by-arm Beta model needs. But a fixed shape is wrong
 on some markets, and a wrong shape learns the wrong price with confidence.
 So each context weighs the shape models against the shape-free Beta model
 by their marginal likelihoods (Bayesian model averaging): where a shape fits,
-it is used; where the data contradict it, the Beta model takes over. The Beta
-model's draws are projected onto curves that do not rise with price (the one
-structural fact every market shares), which costs nothing where shapes fail.
+it is used; where the data contradict it, the Beta model takes over. The
+policies that draw from these fits are :mod:`dynpricing.core.policies.shape`
+and :mod:`dynpricing.core.policies.shrink`.
 
 Parameters ``theta = (a, b)`` give ``logit(acceptance) = a - b * x`` for a
 per-model feature ``x`` of the price; the posterior of ``theta`` is the Laplace
@@ -25,13 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dynpricing.core.posterior import (
-    monotone_from_draws,
-    monotone_one_context,
-    monotone_row,
-    sample_acceptance,
-)
-
 FloatArray = npt.NDArray[np.float64]
 
 NEWTON_STEPS = 5  # from the least-squares start; see tests/unit/core/test_demand_models.py
@@ -46,7 +39,6 @@ SHAPE_LOG_PRIOR_ODDS = -1.5  # log prior odds of each shape against the Beta mod
 STIRLING_SHIFT = 8  # log Gamma's Stirling series is accurate to ~1e-13 from here on
 HALF_LOG_2PI = 0.5 * LOG_2PI
 _SHIFTS = np.arange(STIRLING_SHIFT, dtype=np.float64)
-EVERY_SHAPE_MAX_ROWS = 512  # one-context batches up to this size compute every shape's curve
 
 
 @dataclass(frozen=True)
@@ -120,7 +112,14 @@ def _sigmoid(z: FloatArray) -> FloatArray:
     return result
 
 
-def _sampled_curves(
+def logistic_curve(a: FloatArray | float, b: FloatArray | float, x: FloatArray) -> FloatArray:
+    """``sigmoid(a - b x)``: rows of ``a``, ``b`` ``(n,)`` against features ``x`` ``(n_arms,)``."""
+    if isinstance(a, float) and isinstance(b, float):
+        return _sigmoid(a - b * x)
+    return _sigmoid(np.asarray(a)[..., None] - np.asarray(b)[..., None] * x)
+
+
+def sampled_curves(
     factors: tuple[FloatArray, ...], normal: FloatArray, x: FloatArray
 ) -> FloatArray:
     """Acceptance curves of logistic fits at sampled parameters.
@@ -279,7 +278,11 @@ def _grid_features(prices: bytes) -> FloatArray:
 
 
 def fit_models(
-    alpha: FloatArray, beta: FloatArray, prices: FloatArray, prior: tuple[float, float]
+    alpha: FloatArray,
+    beta: FloatArray,
+    prices: FloatArray,
+    prior: tuple[float, float],
+    shape_log_prior_odds: float = SHAPE_LOG_PRIOR_ODDS,
 ) -> FloatArray:
     """Everything deterministic about a model-averaged draw, one row per input row.
 
@@ -301,7 +304,7 @@ def fit_models(
     log_w = np.concatenate(
         [
             beta_log_evidence(alpha, beta, *prior)[None],
-            (fit.log_evidence + SHAPE_LOG_PRIOR_ODDS).reshape(shapes, n),
+            (fit.log_evidence + shape_log_prior_odds).reshape(shapes, n),
         ]
     )
     weights = np.exp(log_w - log_w.max(axis=0))
@@ -311,142 +314,3 @@ def fit_models(
         table[:, field * shapes : (field + 1) * shapes] = values.reshape(shapes, n).T
     table[:, len(FIT_FIELDS) * shapes :] = np.cumsum(weights, axis=0).T
     return table
-
-
-@dataclass(frozen=True)
-class FittedModels:
-    """Rows of :func:`fit_models` and the shape features they were fitted on."""
-
-    table: FloatArray  # (n, fit_columns(shapes))
-    features: FloatArray  # (shapes, n_arms), as shape_features(prices)
-
-
-def sample_fitted_average(
-    alpha: FloatArray,
-    beta: FloatArray,
-    fitted: FittedModels,
-    *,
-    prior: tuple[float, float],
-    rng: np.random.Generator,
-) -> FloatArray:
-    """:func:`sample_model_average` from rows of :func:`fit_models` computed beforehand.
-
-    Draws the same random numbers in the same order (Beta draws, then two
-    normals per shape and row, then one uniform per row), picks each row's
-    model, and only then builds the curves, for the picked model alone.
-    """
-    n = alpha.shape[0]
-    fits, features = fitted.table, fitted.features
-    shapes = features.shape[0]
-    draws = sample_acceptance(alpha, beta, rng)
-    z = rng.standard_normal((shapes * n, 2))
-    cumulative = fits[:, len(FIT_FIELDS) * shapes :].T
-    uniforms = rng.random(n)
-    pick = np.add.reduce(uniforms * cumulative[-1] > cumulative, axis=0, dtype=np.intp)
-    chosen: FloatArray = np.empty_like(draws)
-    rows = (pick == 0).nonzero()[0]
-    if rows.size:
-        chosen[rows] = monotone_from_draws(draws[rows], alpha[rows], beta[rows], prior)
-    for shape in range(shapes):
-        rows = (pick == shape + 1).nonzero()[0]
-        if rows.size == 0:
-            continue
-        factors = tuple(fits[rows, field * shapes + shape] for field in range(len(FIT_FIELDS)))
-        chosen[rows] = _sampled_curves(factors, z[shape * n + rows], features[shape])
-    return chosen
-
-
-def sample_fitted_one_context(
-    alpha: FloatArray,
-    beta: FloatArray,
-    fit: FloatArray,
-    features: FloatArray,
-    n: int,
-    *,
-    prior: tuple[float, float],
-    rng: np.random.Generator,
-) -> FloatArray:
-    """:func:`sample_fitted_average` for ``n`` rows of one context, bit for bit.
-
-    ``alpha``, ``beta`` are the context's ``(n_arms,)`` posterior and ``fit``
-    its row of :func:`fit_models`. The same random numbers in the same order;
-    what is the same for every row (model weights, modes, Cholesky factors,
-    the Beta model's weights) is read once instead of gathered per row.
-    """
-    shapes = features.shape[0]
-    draws: FloatArray = rng.beta(alpha, beta, size=(n, alpha.size))
-    z = rng.standard_normal((shapes * n, 2))
-    uniforms = rng.random(n)
-    cumulative = fit[len(FIT_FIELDS) * shapes :]
-    pick = np.add.reduce(uniforms * cumulative[-1] > cumulative[:, None], axis=0, dtype=np.intp)
-    if n <= EVERY_SHAPE_MAX_ROWS:
-        # every shape's curve for every row, then each row's pick: fewer, larger numpy calls
-        factors = tuple(fit[: len(FIT_FIELDS) * shapes].reshape(-1, shapes, 1))
-        curves = _sampled_curves(factors, z.reshape(shapes, n, 2), features[:, None, :])
-        picked: FloatArray = curves[np.maximum(pick - 1, 0), np.arange(n)]
-        beta_rows = (pick == 0).nonzero()[0]
-        if beta_rows.size:
-            picked[beta_rows] = monotone_one_context(draws[beta_rows], alpha, beta, prior)
-        return picked
-    chosen: FloatArray = np.empty_like(draws)
-    for model in range(shapes + 1):
-        rows = np.flatnonzero(pick == model)
-        if rows.size == 0:
-            continue
-        if model == 0:
-            chosen[rows] = monotone_one_context(draws[rows], alpha, beta, prior)
-            continue
-        shape = model - 1
-        factors = tuple(fit[shape : len(FIT_FIELDS) * shapes : shapes])
-        chosen[rows] = _sampled_curves(factors, z[shape * n + rows], features[shape])
-    return chosen
-
-
-def sample_fitted_row(
-    draws: list[float],
-    alpha: list[float],
-    beta: list[float],
-    fit: list[float],
-    features: FloatArray,
-    *,
-    prior: tuple[float, float],
-    rng: np.random.Generator,
-) -> list[float]:
-    """:func:`sample_fitted_one_context` for one row, Beta ``draws`` already made.
-
-    Plain floats wherever the arithmetic is exactly rounded either way; the
-    logistic curve's ``exp`` stays numpy's, so the curve is the same to the bit.
-    """
-    shapes = features.shape[0]
-    z = rng.standard_normal((shapes, 2)).tolist()
-    uniform = rng.random()
-    cumulative = fit[len(FIT_FIELDS) * shapes :]
-    threshold = uniform * cumulative[-1]
-    model = sum(threshold > c for c in cumulative)
-    if model == 0:
-        return monotone_row(draws, alpha, beta, prior)
-    shape = model - 1
-    mode_a, mode_b, l_aa, l_ba, l_bb = fit[shape : len(FIT_FIELDS) * shapes : shapes]
-    z_a, z_b = z[shape]
-    a = mode_a + l_aa * z_a
-    b = mode_b + l_ba * z_a + l_bb * z_b
-    curve: list[float] = _sigmoid(a - b * features[shape]).tolist()
-    return curve
-
-
-def sample_model_average(
-    alpha: FloatArray,
-    beta: FloatArray,
-    prices: FloatArray,
-    prior: tuple[float, float],
-    rng: np.random.Generator,
-) -> FloatArray:
-    """A Thompson draw from the model-averaged posterior, per row.
-
-    Each row first draws a model with probability proportional to its marginal
-    likelihood times its prior odds, then a curve from that model. All shapes
-    are fitted in one stacked call (rows = shape x input row) to keep the
-    number of numpy operations per decision batch small.
-    """
-    fitted = FittedModels(fit_models(alpha, beta, prices, prior), shape_features(prices))
-    return sample_fitted_average(alpha, beta, fitted, prior=prior, rng=rng)

@@ -23,14 +23,26 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 LOGIT_CLIP = 1e-12  # tabulated 0 or 1 stay finite when a drift shifts their logit
+# Mean requests and drivers of an event per demand level when a context gives no
+# ``supply``: the ratios sit inside each level's band (low < 1 <= medium < 2 <= high).
+DEFAULT_SUPPLY: dict[str, tuple[float, float]] = {
+    "low": (8.0, 12.0),
+    "medium": (15.0, 10.0),
+    "high": (25.0, 10.0),
+}
 
 
 @dataclass(frozen=True)
 class Drift:
-    """At ``at`` (fraction of the horizon) every acceptance logit moves by ``logit_shift``."""
+    """At ``at`` (fraction of the horizon) acceptance logits move by ``logit_shift``.
+
+    ``rows`` are the contexts that move (their rows in the market); empty means
+    every context.
+    """
 
     at: float
     logit_shift: float
+    rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,13 +55,26 @@ class Market:
     weights: FloatArray  # arrival probabilities, sum to 1
     base_acceptance: FloatArray  # (n_contexts, n_arms) before any drift
     drift: tuple[Drift, ...] = ()
+    supply: FloatArray | None = None  # (n_contexts, 2) mean requests and drivers of an event
 
     def acceptance(self, fraction: float = 0.0) -> FloatArray:
         """True acceptance at a point of the run (fraction of the horizon elapsed)."""
-        shift = sum(d.logit_shift for d in self.drift if fraction >= d.at)
-        if shift == 0:
+        shift = np.zeros((len(self.contexts), 1))
+        for d in self.drift:
+            if fraction >= d.at:
+                shift[list(d.rows) if d.rows else slice(None)] += d.logit_shift
+        moved = shift[:, 0] != 0
+        if not moved.any():
             return self.base_acceptance
-        return _sigmoid(_logit(self.base_acceptance) + shift)
+        acceptance = self.base_acceptance.copy()  # contexts that did not move stay exact
+        acceptance[moved] = _sigmoid(_logit(self.base_acceptance[moved]) + shift[moved])
+        return acceptance
+
+    def mean_supply(self) -> FloatArray:
+        """Mean (requests, drivers) of an event per context; the level's default if not given."""
+        if self.supply is not None:
+            return self.supply
+        return np.array([DEFAULT_SUPPLY[level] for _, level in self.contexts])
 
     def expected_revenue(self, fraction: float = 0.0) -> FloatArray:
         """Price x acceptance per (context, arm): the score of a decision."""
@@ -133,7 +158,24 @@ def _curve(ctx: Mapping[str, Any], field: str, prices: FloatArray) -> FloatArray
     return np.asarray(values, dtype=np.float64)
 
 
-def _context(ctx: Any, field: str, prices: FloatArray) -> tuple[tuple[str, str], float, FloatArray]:
+def _supply(ctx: Mapping[str, Any], field: str, level: str) -> tuple[float, float]:
+    """Mean requests and drivers of an event in this context (``supply``, optional)."""
+    if "supply" not in ctx:
+        return DEFAULT_SUPPLY[level]
+    supply = _mapping(ctx["supply"], f"{field}.supply")
+    means = []
+    for key in ("requests", "drivers"):
+        value = _number(supply.get(key), f"{field}.supply.{key}")
+        if value < 0:
+            raise MarketFileError(f"{field}.supply.{key}: must be >= 0, got {value}")
+        means.append(value)
+    return means[0], means[1]
+
+
+_Context = tuple[tuple[str, str], float, FloatArray, tuple[float, float]]
+
+
+def _context(ctx: Any, field: str, prices: FloatArray) -> _Context:
     ctx = _mapping(ctx, field)
     location = ctx.get("location")
     if not isinstance(location, str) or not location:
@@ -146,23 +188,44 @@ def _context(ctx: Any, field: str, prices: FloatArray) -> tuple[tuple[str, str],
     weight = _number(ctx.get("weight", 1.0), f"{field}.weight")
     if weight <= 0:
         raise MarketFileError(f"{field}.weight: must be > 0, got {weight}")
-    return (location, str(level)), weight, _curve(ctx, field, prices)
+    curve = _curve(ctx, field, prices)
+    supply = _supply(ctx, field, str(level))
+    return (location, str(level)), weight, curve, supply
 
 
-def _drift(raw: Any) -> tuple[Drift, ...]:
+def _drift_rows(
+    entry: Mapping[str, Any], field: str, keys: list[tuple[str, str]]
+) -> tuple[int, ...]:
+    """Rows named by a drift's optional ``contexts`` list (empty: every context)."""
+    raw = entry.get("contexts")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise MarketFileError(f"{field}.contexts: expected a non-empty list, got {raw!r}")
+    rows = []
+    for j, item in enumerate(raw):
+        named = _mapping(item, f"{field}.contexts[{j}]")
+        key = (named.get("location"), named.get("demand_level"))
+        if key not in keys:
+            raise MarketFileError(f"{field}.contexts[{j}]: no context {key} in the market")
+        rows.append(keys.index(key))
+    return tuple(rows)
+
+
+def _drift(raw: Any, keys: list[tuple[str, str]]) -> tuple[Drift, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise MarketFileError(f"drift: expected a list, got {type(raw).__name__}")
     drifts = []
     for i, item in enumerate(raw):
-        entry = _mapping(item, f"drift[{i}]")
-        at = _number(entry.get("at"), f"drift[{i}].at")
+        field = f"drift[{i}]"
+        entry = _mapping(item, field)
+        at = _number(entry.get("at"), f"{field}.at")
         if not 0.0 <= at <= 1.0:
-            raise MarketFileError(f"drift[{i}].at: must be a fraction in [0, 1], got {at}")
-        drifts.append(
-            Drift(at=at, logit_shift=_number(entry.get("logit_shift"), f"drift[{i}].logit_shift"))
-        )
+            raise MarketFileError(f"{field}.at: must be a fraction in [0, 1], got {at}")
+        shift = _number(entry.get("logit_shift"), f"{field}.logit_shift")
+        drifts.append(Drift(at=at, logit_shift=shift, rows=_drift_rows(entry, field, keys)))
     return tuple(drifts)
 
 
@@ -174,11 +237,11 @@ def load_market(doc: Any) -> Market:
     if not isinstance(raw_contexts, list) or not raw_contexts:
         raise MarketFileError("contexts: expected a non-empty list")
     parsed = [_context(c, f"contexts[{i}]", prices) for i, c in enumerate(raw_contexts)]
-    keys = [key for key, _, _ in parsed]
+    keys = [key for key, *_ in parsed]
     for i, key in enumerate(keys):
         if key in keys[:i]:
             raise MarketFileError(f"contexts[{i}]: duplicate context {key}")
-    weights = np.array([w for _, w, _ in parsed])
+    weights = np.array([w for _, w, *_ in parsed])
     name = doc.get("name", "market")
     if not isinstance(name, str):
         raise MarketFileError(f"name: expected a string, got {name!r}")
@@ -187,8 +250,9 @@ def load_market(doc: Any) -> Market:
         prices=prices,
         contexts=tuple(keys),
         weights=weights / weights.sum(),
-        base_acceptance=np.stack([curve for _, _, curve in parsed]),
-        drift=_drift(doc.get("drift")),
+        base_acceptance=np.stack([item[2] for item in parsed]),
+        drift=_drift(doc.get("drift"), keys),
+        supply=np.array([item[3] for item in parsed]),
     )
 
 

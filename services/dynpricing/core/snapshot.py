@@ -23,10 +23,12 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.integer[Any]]  # int64 when read; the bandit may keep int32
 
 SNAPSHOT_FORMAT = "dynpricing.bandit_stats"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2 added adaptive forgetting's rate tables; version 1 still loads
+READABLE_VERSIONS = (1, 2)
 PRIOR_TOLERANCE = 1e-12
 PARAM_TABLES = ("alpha", "beta")
 COUNT_TABLES = ("successes", "failures", "pulls")
+RATE_TABLES = ("rate_successes", "rate_failures", "rate_score")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class LearnedTables:
     pulls: IntArray
     clock: FloatArray  # forgetting clock of each context (time of its last decay)
     total_outcomes: int
+    # adaptive forgetting (absent in version 1 and under other forgetting rules)
+    rate_successes: npt.NDArray[np.floating[Any]] | None = None  # (contexts, rates, arms)
+    rate_failures: npt.NDArray[np.floating[Any]] | None = None
+    rate_score: FloatArray | None = None  # (contexts, rates + 1)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class SnapshotHeader:
     policy: str
     half_life: float | None
     forgetting_floor: float
+    forgetting: str = "none"  # the rule's kind, see core.forgetting
+    adaptive_half_lives: tuple[float, ...] = ()  # adaptive only: its finite rates
 
 
 def to_document(
@@ -78,6 +86,16 @@ def to_document(
     def table(values: Any) -> Any:
         return values.copy() if arrays else values.tolist()
 
+    forgetting: dict[str, object] = {
+        "kind": header.forgetting,
+        "half_life": header.half_life,
+        "floor": header.forgetting_floor,
+    }
+    rates: dict[str, object] = {}
+    if tables.rate_successes is not None:
+        forgetting["half_lives"] = list(header.adaptive_half_lives)
+        # as float64 so array and list tables write the same JSON (single precision is exact)
+        rates = {name: table(getattr(tables, name).astype(np.float64)) for name in RATE_TABLES}
     return {
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
@@ -85,13 +103,14 @@ def to_document(
         "prior": {"alpha": header.prior_alpha, "beta": header.prior_beta},
         "objective": header.objective,
         "policy": header.policy,
-        "forgetting": {"half_life": header.half_life, "floor": header.forgetting_floor},
+        "forgetting": forgetting,
         "total_outcomes": tables.total_outcomes,
         "contexts": {
             "location": tables.locations,
             "demand_level": tables.levels,
             "clock": table(tables.clock),
             **{name: table(getattr(tables, name)) for name in PARAM_TABLES + COUNT_TABLES},
+            **rates,
         },
         "engine": dict(extra or {}),
     }
@@ -105,10 +124,11 @@ def _field(doc: Mapping[str, Any], name: str) -> Any:
 
 def check_header(doc: Mapping[str, Any], header: SnapshotHeader) -> None:
     """Refuse a document written for another format, grid, prior or objective."""
-    if doc.get("format") != SNAPSHOT_FORMAT or doc.get("version") != SNAPSHOT_VERSION:
+    if doc.get("format") != SNAPSHOT_FORMAT or doc.get("version") not in READABLE_VERSIONS:
         raise SnapshotError(
             f"snapshot format {doc.get('format')!r} version {doc.get('version')!r} "
-            f"!= expected {SNAPSHOT_FORMAT!r} version {SNAPSHOT_VERSION}"
+            f"!= expected {SNAPSHOT_FORMAT!r} version {SNAPSHOT_VERSION} "
+            f"(or one of {list(READABLE_VERSIONS)})"
         )
     prices = _field(doc, "prices")
     if not _is_number_list(prices) or not same_grid(prices, header.prices):
@@ -198,12 +218,40 @@ def from_document(
         pulls=_table(columns, "pulls", shape, np.int64),
         clock=_table(columns, "clock", (len(locations),), np.float64),
         total_outcomes=_total_outcomes(doc),
+        **_rate_tables(doc, columns, header, shape),
     )
     _check_values(tables)
     engine = doc.get("engine", {})
     if not isinstance(engine, Mapping):
         raise SnapshotError("snapshot engine section must be an object")
     return tables, dict(engine)
+
+
+def _rate_tables(
+    doc: Mapping[str, Any],
+    columns: Mapping[str, Any],
+    header: SnapshotHeader,
+    shape: tuple[int, int],
+) -> dict[str, Any]:
+    """Adaptive forgetting's tables, if the document has them for the configured rates.
+
+    A document of version 1, of another forgetting rule or of other rates has
+    none to offer: the bandit then starts the rates from the posterior (the
+    migration, see ``docs/pricing.md``).
+    """
+    forgetting = doc.get("forgetting")
+    rates = list(header.adaptive_half_lives)
+    if not rates or not isinstance(forgetting, Mapping) or "rate_successes" not in columns:
+        return {}
+    if forgetting.get("half_lives") != rates:
+        return {}
+    contexts, arms = shape
+    evidence = (contexts, len(rates) + 1, arms)
+    return {
+        "rate_successes": _table(columns, "rate_successes", evidence, np.float64),
+        "rate_failures": _table(columns, "rate_failures", evidence, np.float64),
+        "rate_score": _table(columns, "rate_score", (contexts, len(rates) + 1), np.float64),
+    }
 
 
 def _total_outcomes(doc: Mapping[str, Any]) -> int:
@@ -218,6 +266,14 @@ def _check_values(tables: LearnedTables) -> None:
         table = getattr(tables, name)
         if not np.all(np.isfinite(table)) or np.any(table <= 0):
             raise SnapshotError(f"snapshot contexts.{name}: Beta parameters must be finite and > 0")
+    for name in RATE_TABLES:
+        table = getattr(tables, name)
+        if table is not None and not np.all(np.isfinite(table)):
+            raise SnapshotError(f"snapshot contexts.{name}: must be finite")
+    for name in ("rate_successes", "rate_failures"):
+        table = getattr(tables, name)
+        if table is not None and np.any(table < 0):
+            raise SnapshotError(f"snapshot contexts.{name}: evidence must be >= 0")
     for name in COUNT_TABLES:
         if np.any(getattr(tables, name) < 0):
             raise SnapshotError(f"snapshot contexts.{name}: counts must be >= 0")

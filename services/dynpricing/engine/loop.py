@@ -40,7 +40,7 @@ Clock = Callable[[], float]
 DeadLetter = Callable[[Message, str, str], None]
 
 
-_Priced = tuple[str, str, float, int]
+_Priced = tuple[str, str, float, int, int, int]  # ids, timestamp, context, requests, drivers
 """A valid demand event ready to be priced: decision id, event id, event time, context row.
 
 A plain tuple rather than an object: it is built once per event on the hot path.
@@ -214,7 +214,7 @@ class PricingEngine:
             self._dead_letter(msg, exc.reason, exc.detail)
             return None
         # as decision_id_for(origin, event_id)
-        return f"{fallback_id}-{event_id}", event_id, timestamp, context
+        return f"{fallback_id}-{event_id}", event_id, timestamp, context, requests, drivers
 
     def _published_ahead(self, published: dict[int, set[int]], partition: Any, offset: Any) -> bool:
         """Is this demand message's decision already published (found by recovery)?"""
@@ -243,7 +243,10 @@ class PricingEngine:
             return
         now = self.clock()
         contexts = np.fromiter((p[3] for p in priced), dtype=np.int64, count=len(priced))
-        batch = self.bandit.decide(contexts, self.books.rng, now)
+        supply = {}
+        if self.bandit.needs_supply:  # OBJECTIVE=revenue-supply prices each event's drivers
+            supply = {"requests": [p[4] for p in priced], "drivers": [p[5] for p in priced]}
+        batch = self.bandit.decide(contexts, self.books.rng, now, **supply)
         self._publish(priced, batch.arms.tolist(), batch.propensities.tolist(), now)
         self._count_decisions(contexts, batch.arms)
 
@@ -259,7 +262,7 @@ class PricingEngine:
         values: list[bytes] = []
         keys: list[str] = []
         entries = []
-        for (decision_id, event_id, timestamp, context), arm, propensity in zip(
+        for (decision_id, event_id, timestamp, context, *_), arm, propensity in zip(
             priced, arms, propensities, strict=True
         ):
             location, level, key = names[context]

@@ -67,6 +67,7 @@ def bandit_config(settings: EngineSettings) -> BanditConfig:
         prior_beta=settings.prior_beta,
         objective=settings.objective,
         half_life=settings.half_life_s,
+        forgetting=settings.forgetting,
         locations=tuple(settings.locations),
         **extra,
     )

@@ -16,17 +16,18 @@ from typing import Any, TextIO, cast
 
 from dynpricing.core.errors import PricingError
 from dynpricing.core.market import Market, load_market
+from dynpricing.experiment import families
 from dynpricing.experiment.policies import (
     BUILTIN_POLICIES,
     DEFAULT_POLICY_NAME,
     PolicySpec,
     parse_policy,
+    with_adaptive,
     with_half_life,
 )
 from dynpricing.experiment.scoring import (
     PolicyScore,
     curve_rows,
-    mean_ci,
     results_document,
     score,
 )
@@ -38,16 +39,6 @@ DEFAULT_SEEDS = 50
 CSV_POINTS = 400  # curve points per policy in --csv
 PROGRESS_WIDTH = 30  # characters of the progress bar
 BUNDLED_MARKET = "l6.json"
-FAMILY_FILES = (
-    "l6",
-    "linear",
-    "elasticity",
-    "cliff",
-    "near-tie",
-    "many-contexts",
-    "l6-drift",
-)  # bundled markets compared by --families
-FAMILY_POLICIES = ("ts-revenue", DEFAULT_POLICY_NAME)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help=f"policy to run, repeatable (default: all of {', '.join(BUILTIN_POLICIES)}); "
-        "NAME+hl<H> adds forgetting with half-life H decisions",
+        "NAME+hl<H> adds forgetting with half-life H decisions, NAME+adaptive the engine's "
+        "adaptive forgetting",
     )
     parser.add_argument("--horizon", type=_positive_int, default=DEFAULT_HORIZON)
     parser.add_argument("--seeds", type=_positive_int, default=DEFAULT_SEEDS)
@@ -82,10 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run each learning policy with forgetting at this half-life (decisions)",
     )
     parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="also run each learning policy with the engine's adaptive forgetting",
+    )
+    parser.add_argument(
         "--families",
         action="store_true",
         help="instead of one market, run the policies (default: ts-revenue and the default "
-        "policy) on every bundled market family and print paired differences to the first",
+        "policy) on every bundled market family and print paired differences to the first, "
+        "then adaptive forgetting, the supply-aware objective and the delay ratio",
+    )
+    parser.add_argument(
+        "--sections",
+        default=",".join(families.SECTIONS),
+        metavar="LIST",
+        help=f"with --families, which of {','.join(families.SECTIONS)} to run (comma-separated)",
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results document")
     parser.add_argument("--csv", type=Path, metavar="OUT", help="write the curves behind --plot")
@@ -113,13 +117,18 @@ def load_market_file(path: Path | None, bundled_name: str = BUNDLED_MARKET) -> M
     return load_market(doc)
 
 
-def select_policies(names: Sequence[str] | None, half_life: float | None) -> list[PolicySpec]:
+def select_policies(
+    names: Sequence[str] | None, half_life: float | None, adaptive: bool = False
+) -> list[PolicySpec]:
     """The policies to run: the named ones (or all built-ins) plus forgetting variants."""
     specs = [parse_policy(name) for name in names] if names else list(BUILTIN_POLICIES.values())
+    plain = [s for s in specs if s.learns and s.half_life is None and not s.adaptive]
     if half_life is not None:
         if not half_life > 0:
             raise PricingError(f"--half-life must be > 0, got {half_life}")
-        specs += [with_half_life(s, half_life) for s in specs if s.learns and s.half_life is None]
+        specs += [with_half_life(s, half_life) for s in plain]
+    if adaptive:
+        specs += [with_adaptive(s) for s in plain]
     return specs
 
 
@@ -152,7 +161,7 @@ def run_experiment(args: argparse.Namespace) -> tuple[Market, list[PolicyScore],
     market = load_market_file(args.market)
     if args.delay_mean < 0:
         raise PricingError(f"--delay-mean must be >= 0, got {args.delay_mean}")
-    specs = select_policies(args.policy, args.half_life)
+    specs = select_policies(args.policy, args.half_life, args.adaptive)
     streams = make_streams(market, args.horizon, args.seeds, args.delay_mean, args.seed)
     progress = ProgressBar(args.horizon * len(specs))
     scores = []
@@ -195,30 +204,21 @@ def write_csv(path: Path, scores: Sequence[PolicyScore]) -> None:
 
 
 def compare_families(args: argparse.Namespace) -> str:
-    """Each policy against the first on every bundled family, as paired differences.
+    """The ``--families`` report (see :mod:`dynpricing.experiment.families`).
 
     The policies share every market stream, so the per-seed difference cancels
     the market noise and its confidence interval is much tighter than either
     policy's own.
     """
-    names = args.policy or list(FAMILY_POLICIES)
-    specs = select_policies(names, args.half_life)
-    lines = [f"{'market':<14} " + "  ".join(f"{s.name:>22}" for s in specs)]
-    for family in FAMILY_FILES:
-        market = load_market_file(None, f"{family}.json")
-        streams = make_streams(market, args.horizon, args.seeds, args.delay_mean, args.seed)
-        pct = [
-            score(simulate(spec, market, streams, args.seed), market, streams).oracle_revenue_pct
-            for spec in specs
-        ]
-        cells = [f"{mean_ci(pct[0])['mean']:>22.2f}"]
-        for values in pct[1:]:
-            diff = mean_ci(values - pct[0])
-            cells.append(
-                f"{mean_ci(values)['mean']:>8.2f} ({diff['mean']:+.2f}±{diff['ci95']:.2f})"
-            )
-        lines.append(f"{market.name:<14} " + "  ".join(f"{c:>22}" for c in cells))
-    return "\n".join(lines)
+    names = args.policy or list(families.FAMILY_POLICIES)
+    specs = select_policies(names, args.half_life, args.adaptive)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(families.SECTIONS))
+    if unknown or not sections:
+        raise PricingError(f"--sections: expected some of {list(families.SECTIONS)}, got {unknown}")
+    return families.report(
+        lambda name: load_market_file(None, f"{name}.json"), args, specs, sections
+    )
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 from dynpricing.core.contexts import DEMAND_LEVELS
 
 MarketDoc = dict[str, object]
+FloatArray = npt.NDArray[np.float64]
 DEFAULT_PRICES = (1.0, 1.2, 1.5, 2.0)
 FINE_PRICES = (1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5)
+LARGE_PRICES = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.75, 1.9, 2.0, 2.25, 2.5)
+TREND_STEPS = 20  # a slow trend is this many equal logit steps over the run
 ZIPF_EXPONENT = 1.1  # arrival weight of location rank r is r ** -ZIPF_EXPONENT
 BUILD_SEED = 20261128  # fixes the random parameters of the generated families
 
@@ -114,9 +118,139 @@ def many_contexts_market(n_locations: int = 40) -> MarketDoc:
     }
 
 
+def near_tie_steep_market() -> MarketDoc:
+    """The best two prices within 1-2 % of revenue everywhere, then a steep drop at the top.
+
+    Chosen so that the best-fitting logistic curve (in price and in log price)
+    prefers the wrong one of the near-tied pair in every context: a shape that
+    almost fits is the hardest case for a policy that trusts shapes.
+    """
+    tables = (
+        [0.95, 0.779, 0.408, 0.087],
+        [0.915, 0.82, 0.666, 0.025],
+        [0.616, 0.523, 0.305, 0.104],
+        [0.947, 0.775, 0.498, 0.13],
+        [0.62, 0.524, 0.386, 0.049],
+        [0.429, 0.417, 0.327, 0.09],
+        [0.945, 0.777, 0.526, 0.037],
+        [0.946, 0.934, 0.756, 0.065],
+        [0.663, 0.65, 0.527, 0.048],
+        [0.745, 0.63, 0.408, 0.077],
+        [0.62, 0.559, 0.442, 0.1],
+        [0.962, 0.787, 0.557, 0.073],
+    )
+    doc = _levels(["N1", "N2", "N3", "N4"], lambda i, j: tables[3 * i + j], DEFAULT_PRICES)
+    return {"name": "near-tie-steep", "description": "near-tied best pair, steep top drop", **doc}
+
+
+def plateau_market() -> MarketDoc:
+    """Equal acceptance over a range of prices: revenue rises along the plateau, then falls."""
+    tables = (
+        ([0.80, 0.80, 0.80, 0.35], [0.70, 0.70, 0.42, 0.38], [0.90, 0.62, 0.62, 0.62]),
+        ([0.60, 0.60, 0.60, 0.60], [0.85, 0.85, 0.50, 0.20], [0.75, 0.75, 0.75, 0.30]),
+    )
+    doc = _levels(["Airport", "Downtown"], lambda i, j: tables[i][j], DEFAULT_PRICES)
+    return {"name": "plateau", "description": "flat acceptance over a price range", **doc}
+
+
+def non_monotone_market() -> MarketDoc:
+    """Acceptance that rises with price over part of the grid (a price that signals quality)."""
+    tables = (
+        ([0.75, 0.40, 0.55, 0.10], [0.50, 0.62, 0.55, 0.30], [0.60, 0.45, 0.62, 0.25]),
+        ([0.40, 0.45, 0.50, 0.30], [0.80, 0.50, 0.58, 0.15], [0.70, 0.72, 0.40, 0.36]),
+    )
+    doc = _levels(["Airport", "Downtown"], lambda i, j: tables[i][j], DEFAULT_PRICES)
+    return {"name": "non-monotone", "description": "acceptance rising with price in bands", **doc}
+
+
+def _mixed_curve(rng: np.random.Generator, prices: FloatArray, level: int) -> FloatArray:
+    """A random acceptance curve: logistic, linear, constant-elasticity or a plateau."""
+    shape = rng.integers(4)
+    if shape == 0:  # logistic
+        a, b = 0.5 + level + rng.uniform(-0.5, 0.5), rng.uniform(1.5, 4.0)
+        return np.asarray(1.0 / (1.0 + np.exp(-(a - b * (prices - 1.0)))))
+    if shape == 1:  # linear
+        c, d = rng.uniform(0.6, 0.95), rng.uniform(0.3, 0.6)
+        return np.clip(c - d * (prices - 1.0), 0.02, 1.0)
+    if shape == 2:  # constant elasticity
+        return np.asarray(rng.uniform(0.6, 0.95) * prices ** -rng.uniform(0.6, 2.5))
+    top, edge = rng.uniform(0.6, 0.9), prices[rng.integers(1, prices.size - 1)]  # plateau
+    return np.where(prices <= edge, top, top * rng.uniform(0.2, 0.6))
+
+
+def context_skew_market(n_rare: int = 20) -> MarketDoc:
+    """Three contexts take about 80 % of the traffic; many rare ones share the rest."""
+    rng = np.random.default_rng(BUILD_SEED + 1)
+    prices = np.array(DEFAULT_PRICES)
+    heavy = 0.8 / 3
+    rare = 0.2 / (3 * n_rare)
+    contexts = [
+        _context("Hub", level, list(_mixed_curve(rng, prices, j)), round(heavy, 6))
+        for j, level in enumerate(DEMAND_LEVELS)
+    ]
+    for rank in range(1, n_rare + 1):
+        for j, level in enumerate(DEMAND_LEVELS):
+            curve = _mixed_curve(rng, prices, j)
+            contexts.append(_context(f"R{rank:02d}", level, list(curve), round(rare, 6)))
+    return {
+        "name": "context-skew",
+        "description": f"3 contexts with 80 % of arrivals, {3 * n_rare} rare ones",
+        "prices": list(DEFAULT_PRICES),
+        "contexts": contexts,
+    }
+
+
+def large_grid_market() -> MarketDoc:
+    """Twelve prices and six contexts of mixed curve shapes."""
+    rng = np.random.default_rng(BUILD_SEED + 2)
+    prices = np.array(LARGE_PRICES)
+    doc = _levels(
+        ["Airport", "Downtown"],
+        lambda _, level: list(_mixed_curve(rng, prices, level)),
+        LARGE_PRICES,
+    )
+    return {"name": "large-grid", "description": "12 prices, mixed curve shapes", **doc}
+
+
 def drift_market(l6: MarketDoc) -> MarketDoc:
     """L6 whose acceptance logits all rise by 1.5 halfway through the run."""
     return {**l6, "name": "L6-drift", "drift": [{"at": 0.5, "logit_shift": 1.5}]}
+
+
+def l6_like_shift_market() -> MarketDoc:
+    """An L6-like logistic market whose customers turn more price-sensitive halfway through."""
+    intercepts = ((1.6, 2.4, 3.2), (1.0, 1.9, 2.8))
+    doc: MarketDoc = {
+        "name": "L6-like-shift",
+        "description": "logistic like L6 (b = 2.5), every logit falls by 1.2 at half the run",
+        "prices": list(DEFAULT_PRICES),
+        "contexts": [
+            {
+                "location": location,
+                "demand_level": level,
+                "weight": 1.0,
+                "logistic": {"a": intercepts[i][j], "b": 2.5},
+            }
+            for i, location in enumerate(("Airport", "Downtown"))
+            for j, level in enumerate(DEMAND_LEVELS)
+        ],
+        "drift": [{"at": 0.5, "logit_shift": -1.2}],
+    }
+    return doc
+
+
+def trend_market(l6: MarketDoc, steps: int = TREND_STEPS) -> MarketDoc:
+    """L6 whose logits climb by 1.5 in small even steps over the whole run (a slow trend)."""
+    shift = round(1.5 / steps, 6)
+    drift = [{"at": round(k / steps, 6), "logit_shift": shift} for k in range(1, steps)]
+    return {**l6, "name": "L6-trend", "drift": drift}
+
+
+def one_context_shift_market(l6: MarketDoc) -> MarketDoc:
+    """L6 where halfway through only Downtown|low changes, enough to move its best price."""
+    only = [{"location": "Downtown", "demand_level": "low"}]
+    drift = [{"at": 0.5, "logit_shift": 2.0, "contexts": only}]
+    return {**l6, "name": "L6-one-shift", "drift": drift}
 
 
 FAMILIES: dict[str, Callable[[], MarketDoc]] = {
@@ -125,4 +259,15 @@ FAMILIES: dict[str, Callable[[], MarketDoc]] = {
     "cliff": cliff_market,
     "near-tie": near_tie_market,
     "many-contexts": many_contexts_market,
+    "near-tie-steep": near_tie_steep_market,
+    "plateau": plateau_market,
+    "non-monotone": non_monotone_market,
+    "context-skew": context_skew_market,
+    "large-grid": large_grid_market,
+    "l6-like-shift": l6_like_shift_market,
 }
+L6_VARIANTS: dict[str, Callable[[MarketDoc], MarketDoc]] = {
+    "l6-drift": drift_market,
+    "l6-trend": trend_market,
+    "l6-one-shift": one_context_shift_market,
+}  # built from the bundled l6.json

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dynpricing.core.market import Market
+from dynpricing.core.objectives import expected_served
 from dynpricing.experiment.simulation import MarketStreams, PolicyRun, acceptance_by_step
 
 FloatArray = npt.NDArray[np.float64]
@@ -53,6 +54,27 @@ def score(run: PolicyRun, market: Market, streams: MarketStreams) -> PolicyScore
         cumulative_regret=np.cumsum(lost.mean(axis=0)),
         rolling_oracle_pct=_rolling_share(earned.mean(axis=0), best.mean(axis=0)),
     )
+
+
+def served_revenue_pct(run: PolicyRun, market: Market, streams: MarketStreams) -> FloatArray:
+    """Per seed: expected revenue of the rides that can be served, as % of its own oracle's.
+
+    Each event stands for its ``requests`` customers, who accept with the true
+    probability of the chosen price, and at most its ``drivers`` acceptances
+    are served; the oracle knows the curves and each event's supply.
+    """
+    phase, acceptance = acceptance_by_step(market, streams.horizon)
+    phases = np.broadcast_to(phase, streams.contexts.shape)
+    per_arm = acceptance[phases, streams.contexts]  # (seeds, horizon, arms)
+    served = expected_served(
+        per_arm.reshape(-1, market.prices.size),
+        streams.requests.reshape(-1),
+        streams.drivers.reshape(-1),
+    ).reshape(per_arm.shape)
+    revenue = served * market.prices
+    earned = np.take_along_axis(revenue, run.arms[..., None].astype(np.int64), axis=-1)[..., 0]
+    pct: FloatArray = 100.0 * earned.sum(axis=1) / revenue.max(axis=-1).sum(axis=1)
+    return pct
 
 
 def _rolling_share(earned: FloatArray, best: FloatArray) -> FloatArray:

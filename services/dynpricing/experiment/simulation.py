@@ -15,14 +15,22 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dynpricing.core.forgetting import FORGETTING_FLOOR, decay_evidence, decay_factor
+from dynpricing.core.forgetting import AdaptiveForgetting, Forgetting, HalfLife, RateTables
 from dynpricing.core.market import Market
-from dynpricing.core.policies import OBJECTIVE_REVENUE, argmax_random_ties, thompson_arms
+from dynpricing.core.policies import (
+    OBJECTIVE_REVENUE,
+    Supply,
+    argmax_random_ties,
+    make_policy,
+    objective_for,
+    thompson_arms,
+)
 from dynpricing.core.posterior import posterior_mean
 from dynpricing.experiment.policies import (
     KIND_EPSILON_GREEDY,
     KIND_ORACLE,
     KIND_RANDOM,
+    KIND_THOMPSON,
     PolicySpec,
 )
 
@@ -33,6 +41,7 @@ Progress = Callable[[int], None]  # called with the number of steps just complet
 
 MARKET_STREAM = 0  # seed-sequence keys: market noise and policy noise never share draws
 POLICY_STREAM = 1
+SUPPLY_STREAM = 2  # requests and drivers per event, drawn apart so older streams stay as they were
 PROGRESS_EVERY = 1000  # steps between progress callbacks
 
 
@@ -46,6 +55,8 @@ class MarketStreams:
     due_starts: (
         IntArray  # (horizon + 1,) outcomes visible before step t: due_order[: due_starts[t]]
     )
+    requests: FloatArray  # (seeds, horizon) requests of each event (Poisson around the market's)
+    drivers: FloatArray  # (seeds, horizon) available drivers of each event
 
     @property
     def seeds(self) -> int:
@@ -76,11 +87,14 @@ def make_streams(
     due = (np.arange(horizon) + 1 + delay).astype(np.int64).reshape(-1)
     order = np.argsort(due, kind="stable")
     starts = np.searchsorted(due[order], np.arange(horizon + 1), side="right")
+    supply = np.random.default_rng([seed, SUPPLY_STREAM]).poisson(market.mean_supply()[contexts])
     return MarketStreams(
         contexts=contexts.astype(np.int64),
         uniforms=uniforms,
         due_order=order.astype(np.int64),
         due_starts=starts.astype(np.int64),
+        requests=supply[..., 0].astype(np.float64),
+        drivers=supply[..., 1].astype(np.float64),
     )
 
 
@@ -94,32 +108,74 @@ class PolicyRun:
 
 
 class Posterior:
-    """Beta tables for all seeds, with the same lazy clock-based forgetting as the bandit."""
+    """Beta tables of every seed as rows ``seed * contexts + context``, forgetting as the bandit.
 
-    def __init__(self, seeds: int, n_contexts: int, n_arms: int, half_life: float | None) -> None:
-        self.alpha = np.ones((seeds, n_contexts, n_arms))
-        self.beta = np.ones((seeds, n_contexts, n_arms))
-        self.clock = np.zeros((seeds, n_contexts))
-        self.half_life = half_life
+    The rows are what :class:`~dynpricing.core.bandit.Bandit` keeps per
+    context, and learning calls the same core forgetting rules
+    (:mod:`dynpricing.core.forgetting`), so one seed of the experiment and a
+    bandit fed the same outcomes hold the same posterior.
+    """
 
-    def advance(self, seeds: IntArray, contexts: IntArray, now: float) -> None:
-        """Decay the touched (seed, context) rows to time ``now``."""
-        if self.half_life is None:
+    PRIOR = (1.0, 1.0)
+
+    def __init__(self, seeds: int, n_contexts: int, n_arms: int, forgetting: Forgetting) -> None:
+        rows = seeds * n_contexts
+        self.n_contexts = n_contexts
+        self.alpha = np.ones((rows, n_arms))
+        self.beta = np.ones((rows, n_arms))
+        self.successes = np.zeros((rows, n_arms))  # lifetime counts
+        self.failures = np.zeros((rows, n_arms))
+        self.clock = np.zeros(rows)
+        self.forgetting = forgetting
+        self.rates: RateTables | None = None
+        if isinstance(forgetting, AdaptiveForgetting):
+            self.rates = forgetting.fresh(self.alpha, self.beta, self.PRIOR)
+
+    def rows(self, seeds: IntArray, contexts: IntArray) -> IntArray:
+        """Table rows of (seed, context) pairs."""
+        rows: IntArray = seeds * self.n_contexts + contexts
+        return rows
+
+    def advance(self, rows: IntArray, now: float) -> None:
+        """Decay the touched distinct rows to time ``now`` (fixed half-life only)."""
+        forgetting = self.forgetting
+        if not isinstance(forgetting, HalfLife):
             return
-        factor = decay_factor(now - self.clock[seeds, contexts], self.half_life)
-        at = (seeds, contexts)
-        self.alpha[at], self.beta[at] = decay_evidence(
-            self.alpha[at], self.beta[at], (1.0, 1.0), factor, FORGETTING_FLOOR
+        elapsed = now - self.clock[rows]
+        moved = rows[elapsed > 0]
+        if moved.size == 0:
+            return
+        self.alpha[moved], self.beta[moved] = forgetting.decay(
+            self.alpha[moved], self.beta[moved], self.PRIOR, now - self.clock[moved]
         )
-        self.clock[at] = now
+        self.clock[moved] = now
 
-    def learn(
-        self, seeds: IntArray, contexts: IntArray, arms: IntArray, won: BoolArray, now: float
-    ) -> None:
-        """Apply outcomes; repeated cells all count."""
-        self.advance(seeds, contexts, now)
-        np.add.at(self.alpha, (seeds, contexts, arms), won.astype(np.float64))
-        np.add.at(self.beta, (seeds, contexts, arms), (~won).astype(np.float64))
+    def learn(self, rows: IntArray, arms: IntArray, won: BoolArray, now: float) -> None:
+        """Apply outcomes; repeated cells all count, as in ``Bandit.update``."""
+        unique, inverse = np.unique(rows, return_inverse=True)
+        self.advance(unique, now)
+        at = (rows, arms)
+        forgetting = self.forgetting
+        if isinstance(forgetting, AdaptiveForgetting) and self.rates is not None:
+            won_table = np.zeros((unique.size, self.alpha.shape[1]))
+            lost_table = np.zeros_like(won_table)
+            np.add.at(won_table, (inverse, arms), won.astype(np.float64))
+            np.add.at(lost_table, (inverse, arms), (~won).astype(np.float64))
+            rates = self.rates
+            state, alpha, beta = forgetting.learn(
+                RateTables(rates.successes[unique], rates.failures[unique], rates.score[unique]),
+                won_table,
+                lost_table,
+                self.PRIOR,
+            )
+            rates.successes[unique], rates.failures[unique] = state.successes, state.failures
+            rates.score[unique] = state.score
+            self.alpha[unique], self.beta[unique] = alpha, beta
+        else:
+            np.add.at(self.alpha, at, won.astype(np.float64))
+            np.add.at(self.beta, at, (~won).astype(np.float64))
+        np.add.at(self.successes, at, won.astype(np.float64))
+        np.add.at(self.failures, at, (~won).astype(np.float64))
 
 
 def _oracle_table(market: Market, horizon: int) -> tuple[IntArray, list[IntArray]]:
@@ -145,26 +201,72 @@ class _Decider:
         self.spec = spec
         self.prices = market.prices
         self.rng = np.random.default_rng([seed, POLICY_STREAM])
+
+    def decide(
+        self, posterior: Posterior, contexts: IntArray, step: int, supply: Supply
+    ) -> IntArray:
+        """The chosen arm of every seed; ``contexts`` and ``supply`` have one entry per seed."""
+        raise NotImplementedError
+
+
+class _Oracle(_Decider):
+    def __init__(self, spec: PolicySpec, market: Market, horizon: int, seed: int) -> None:
+        super().__init__(spec, market, horizon, seed)
         self.phase, self.oracles = _oracle_table(market, horizon)
 
-    def decide(self, posterior: Posterior, contexts: IntArray, step: int) -> IntArray:
-        spec, rng = self.spec, self.rng
-        n_arms = self.prices.size
-        if spec.kind == KIND_ORACLE:
-            oracle: IntArray = self.oracles[self.phase[step]][contexts]
-            return oracle
-        if spec.kind == KIND_RANDOM:
-            return rng.integers(0, n_arms, contexts.size)
-        seeds = np.arange(contexts.size)
-        posterior.advance(seeds, contexts, step)
-        alpha, beta = posterior.alpha[seeds, contexts], posterior.beta[seeds, contexts]
-        if spec.kind == KIND_EPSILON_GREEDY:
-            greedy = argmax_random_ties(posterior_mean(alpha, beta) * self.prices, rng)
-            explore = rng.random(contexts.size) < spec.epsilon
-            return np.where(explore, rng.integers(0, n_arms, contexts.size), greedy)
+    def decide(
+        self, posterior: Posterior, contexts: IntArray, step: int, supply: Supply
+    ) -> IntArray:
+        oracle: IntArray = self.oracles[self.phase[step]][contexts]
+        return oracle
+
+
+class _Random(_Decider):
+    def decide(
+        self, posterior: Posterior, contexts: IntArray, step: int, supply: Supply
+    ) -> IntArray:
+        return self.rng.integers(0, self.prices.size, contexts.size)
+
+
+class _EpsilonGreedy(_Decider):
+    def decide(
+        self, posterior: Posterior, contexts: IntArray, step: int, supply: Supply
+    ) -> IntArray:
+        rows = posterior.rows(np.arange(contexts.size), contexts)
+        posterior.advance(rows, step)
+        alpha, beta, rng = posterior.alpha[rows], posterior.beta[rows], self.rng
+        greedy = argmax_random_ties(posterior_mean(alpha, beta) * self.prices, rng)
+        explore = rng.random(contexts.size) < self.spec.epsilon
+        return np.where(explore, rng.integers(0, self.prices.size, contexts.size), greedy)
+
+
+class _Thompson(_Decider):
+    def __init__(self, spec: PolicySpec, market: Market, horizon: int, seed: int) -> None:
+        super().__init__(spec, market, horizon, seed)
+        self.policy = make_policy(spec.core_policy, market.prices, Posterior.PRIOR)
+        self.objective = objective_for(spec.objective)
+
+    def decide(
+        self, posterior: Posterior, contexts: IntArray, step: int, supply: Supply
+    ) -> IntArray:
+        rows = posterior.rows(np.arange(contexts.size), contexts)
+        posterior.advance(rows, step)
         return thompson_arms(
-            alpha, beta, self.prices, policy=spec.core_policy, objective=spec.objective, rng=rng
+            posterior.alpha[rows],
+            posterior.beta[rows],
+            policy=self.policy,
+            objective=self.objective,
+            rng=self.rng,
+            supply=supply if self.objective.needs_supply else None,
         )
+
+
+DECIDERS: dict[str, type[_Decider]] = {
+    KIND_ORACLE: _Oracle,
+    KIND_RANDOM: _Random,
+    KIND_EPSILON_GREEDY: _EpsilonGreedy,
+    KIND_THOMPSON: _Thompson,
+}
 
 
 def simulate(
@@ -177,15 +279,16 @@ def simulate(
     """Run one policy over every replication of the shared market streams."""
     seeds, horizon = streams.seeds, streams.horizon
     phase, acceptance = acceptance_by_step(market, horizon)
-    posterior = Posterior(seeds, len(market.contexts), market.prices.size, spec.half_life)
-    decider = _Decider(spec, market, horizon, seed)
+    posterior = Posterior(seeds, len(market.contexts), market.prices.size, spec.forgetting())
+    decider = DECIDERS[spec.kind](spec, market, horizon, seed)
     arms = np.zeros((seeds, horizon), dtype=np.int64)
     accepted = np.zeros((seeds, horizon), dtype=bool)
     for step in range(horizon):
         if spec.learns:
             _deliver(posterior, streams, arms, accepted, step)
         contexts = streams.contexts[:, step]
-        chosen = decider.decide(posterior, contexts, step)
+        supply = Supply(streams.requests[:, step], streams.drivers[:, step])
+        chosen = decider.decide(posterior, contexts, step, supply)
         arms[:, step] = chosen
         accepted[:, step] = streams.uniforms[:, step] < acceptance[phase[step], contexts, chosen]
         if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
@@ -203,8 +306,8 @@ def _deliver(
     if due.size == 0:
         return
     seeds, steps = np.divmod(due, streams.horizon)
-    contexts = streams.contexts[seeds, steps]
-    posterior.learn(seeds, contexts, arms[seeds, steps], accepted[seeds, steps], step)
+    rows = posterior.rows(seeds, streams.contexts[seeds, steps])
+    posterior.learn(rows, arms[seeds, steps], accepted[seeds, steps], float(step))
 
 
 __all__ = ["OBJECTIVE_REVENUE", "MarketStreams", "PolicyRun", "make_streams", "simulate"]

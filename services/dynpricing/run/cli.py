@@ -11,18 +11,17 @@ resumes learning from the snapshot.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from dynpricing import broker
 from dynpricing.kafka_io import ensure_topics
+from dynpricing.run.learning_table import LearningMonitor
 from dynpricing.security import local
 from dynpricing.security.local import SECURITY_MODES, SecurityMode
 from dynpricing.settings import KafkaSettings, TopicSettings
@@ -33,6 +32,8 @@ START_ORDER = ("engine", "simulator", "producer")
 STOP_ORDER = ("producer", "engine", "simulator")
 ENGINE_PORT_ENV = "DYNPRICING_ENGINE_HTTP_PORT"
 DEFAULT_ENGINE_PORT = 8000
+SIMULATOR_PORT_ENV = "DYNPRICING_SIMULATOR_HTTP_PORT"
+DEFAULT_SIMULATOR_PORT = 8002
 
 
 def _service_env(bootstrap: str, state_path: Path) -> dict[str, str]:
@@ -72,29 +73,6 @@ def _start(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-
-
-def _engine_state(port: int) -> dict[str, object] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=2) as resp:
-            state: dict[str, object] = json.load(resp)
-            return state
-    except OSError:
-        return None
-
-
-def _print_progress(state: dict[str, object]) -> None:
-    prices = [float(p) for p in state["prices"]]  # type: ignore[attr-defined]
-    print(f"\noutcomes learnt: {state['total_outcomes']}  pending: {state['pending_decisions']}")
-    header = " ".join(f"{p:>6g}" for p in prices)
-    print(f"{'context':<24} {'best price':>10}   pulls at {header}")
-    for ctx in state["contexts"]:  # type: ignore[attr-defined]
-        arms = ctx["arms"]
-        revenue = [a["price"] * a["posterior_mean"] for a in arms]
-        best = arms[revenue.index(max(revenue))]["price"]
-        pulls = " ".join(f"{int(a['pulls']):>6}" for a in arms)
-        print(f"{ctx['location'] + '|' + ctx['demand_level']:<24} {best:>10g}   {pulls}")
-    sys.stdout.flush()
 
 
 def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> int:
@@ -148,17 +126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         name: _start(name, {**env, **_role_env(layout, name)}, args.logs) for name in START_ORDER
     }
     engine_port = int(env.get(ENGINE_PORT_ENV, DEFAULT_ENGINE_PORT))
+    simulator_port = int(env.get(SIMULATOR_PORT_ENV, DEFAULT_SIMULATOR_PORT))
     print(f"pricing loop running on {bootstrap}; logs in {args.logs}/; state in {args.state}")
     print(f"engine state at http://127.0.0.1:{engine_port}/state; Ctrl+C stops")
+    monitor = LearningMonitor(engine_port, simulator_port, sys.stdout, PROGRESS_INTERVAL_S)
     try:
         while not stop.wait(PROGRESS_INTERVAL_S):
             failed = [n for n, p in procs.items() if p.poll() is not None]
             if failed:
                 print(f"stopped unexpectedly: {failed}; see {args.logs}/", file=sys.stderr)
                 break
-            state = _engine_state(engine_port)
-            if state is not None:
-                _print_progress(state)
+            monitor.refresh()
+        monitor.view.interrupted()
     finally:
         print("\nstopping ...")
         worst = _stop_all(procs)

@@ -1,4 +1,4 @@
-"""The logistic shape models and the model averaging behind ``shape-ts``."""
+"""The logistic shape models and the model averaging behind ``shape-ts`` and ``shrink-ts``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dynpricing.core.demand_models import (
     beta_log_evidence,
     fit_logistic,
     log_gamma,
-    sample_model_average,
 )
+from dynpricing.core.policies import POLICY_SHAPE_TS, POLICY_SHRINK_TS, make_policy
 
 PRICES = np.array([1.0, 1.2, 1.5, 2.0])
 X = PRICES - 1.0
@@ -71,10 +71,11 @@ def test_evidence_abandons_the_shapes_when_the_data_have_a_cliff() -> None:
     assert _weights([0.9, 0.88, 0.85, 0.15], 500)[0] > 0.999
 
 
-def test_model_average_draws_are_probabilities_per_arm() -> None:
+@pytest.mark.parametrize("policy", [POLICY_SHAPE_TS, POLICY_SHRINK_TS])
+def test_model_average_draws_are_probabilities_per_arm(policy: str) -> None:
     rng = np.random.default_rng(1)
     alpha = rng.uniform(1, 200, (300, 4))
     beta = rng.uniform(1, 200, (300, 4))
-    draws = sample_model_average(alpha, beta, PRICES, (1.0, 1.0), rng)
+    draws = make_policy(policy, PRICES).draw(alpha, beta, rng)
     assert draws.shape == (300, 4)
     assert np.all((draws >= 0) & (draws <= 1))

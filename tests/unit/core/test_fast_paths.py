@@ -14,18 +14,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynpricing.core.bandit import Bandit, BanditConfig
-from dynpricing.core.demand_models import fit_models, shape_features
+from dynpricing.core.objectives import Supply, objective_for
 from dynpricing.core.policies import (
     OBJECTIVES,
     POLICIES,
     POLICY_SHAPE_TS,
+    POLICY_SHRINK_TS,
     SCALAR_ROW_MAX_ARMS,
-    _argmax_random_ties_row,
     argmax_random_ties,
+    make_policy,
     thompson_arms,
     thompson_arms_one_context,
 )
-from dynpricing.core.posterior import (
+from dynpricing.core.policies.base import argmax_random_ties_row
+from dynpricing.core.policies.monotone import (
     SCARCE_EVIDENCE_PER_ARM,
     monotone_from_draws,
     monotone_one_context,
@@ -70,31 +72,33 @@ def _posterior(seed: int, n_arms: int, evidence: float) -> tuple[np.ndarray, np.
 def test_one_context_arms_equal_thompson_arms_on_repeated_rows(
     rule: tuple[str, str], grid: tuple[float, ...], n: int, evidence: float, seed: int
 ) -> None:
-    policy, objective = rule
+    name, objective_name = rule
     prices = np.asarray(grid)
     alpha, beta = _posterior(seed, prices.size, evidence)
     prior = (float(min(alpha.min(), 1.0)), float(min(beta.min(), 1.0)))
-    fit = fit_models(alpha[None], beta[None], prices, prior)[0]
-    features = shape_features(prices)
+    policy, objective = make_policy(name, prices, prior), objective_for(objective_name)
+    fit = policy.fit(alpha[None], beta[None])[0] if policy.needs_fit else None
+    supply = Supply.of(*np.random.default_rng(seed).integers(0, 30, (2, n)))
     fast_rng, slow_rng = np.random.default_rng(seed), np.random.default_rng(seed)
     fast = thompson_arms_one_context(
-        alpha, beta, prices, n, policy=policy, objective=objective, rng=fast_rng,
-        prior=prior, fit=fit, features=features,
+        alpha, beta, n, policy=policy, objective=objective, rng=fast_rng, fit=fit, supply=supply,
     )  # fmt: skip
     slow = thompson_arms(
-        np.tile(alpha, (n, 1)), np.tile(beta, (n, 1)), prices,
-        policy=policy, objective=objective, rng=slow_rng, prior=prior,
+        np.tile(alpha, (n, 1)), np.tile(beta, (n, 1)),
+        policy=policy, objective=objective, rng=slow_rng, supply=supply,
     )  # fmt: skip
     np.testing.assert_array_equal(fast, slow)
     assert fast.dtype == slow.dtype
     assert fast_rng.random() == slow_rng.random()  # the same numbers were consumed
 
 
-def test_shape_ts_one_context_needs_its_fit() -> None:
-    prices = np.asarray(GRIDS[0])
+@pytest.mark.parametrize("name", [POLICY_SHAPE_TS, POLICY_SHRINK_TS])
+@pytest.mark.parametrize("n", [1, 5])
+def test_fitted_policies_one_context_forms_need_their_fit(name: str, n: int) -> None:
+    policy = make_policy(name, np.asarray(GRIDS[0]))
     with pytest.raises(Exception, match="fit"):
         thompson_arms_one_context(
-            np.ones(4), np.ones(4), prices, 1, policy=POLICY_SHAPE_TS, objective="revenue",
+            np.ones(4), np.ones(4), n, policy=policy, objective=objective_for("revenue"),
             rng=np.random.default_rng(0),
         )  # fmt: skip
 
@@ -139,7 +143,7 @@ def test_monotone_row_agrees_at_the_scarcity_threshold(offset: float) -> None:
 )
 def test_one_row_tie_break_equals_the_array_form(scores: list[float], seed: int) -> None:
     fast_rng, slow_rng = np.random.default_rng(seed), np.random.default_rng(seed)
-    fast = _argmax_random_ties_row(scores, fast_rng)
+    fast = argmax_random_ties_row(scores, fast_rng)
     slow = argmax_random_ties(np.array([scores]), slow_rng)[0]
     assert fast == slow
     assert fast_rng.random() == slow_rng.random()
@@ -155,6 +159,7 @@ configs = st.builds(
     half_life=st.one_of(st.none(), st.floats(1.0, 1e3)),
     forgetting_floor=st.floats(0.0, 50.0),
     propensity_draws=st.integers(1, 64),
+    forgetting=st.sampled_from(["adaptive", "none"]),
 )
 # one step: (kind, first context, batch size, outcome seed, clock advance)
 steps = st.lists(
@@ -186,15 +191,20 @@ def _run(bandit: Bandit, plan: list[tuple[str, int, int, int, float]], seed: int
             rows = np.full(size, first)
         else:
             rows = local.integers(0, 4, size=size)
+        supply = {
+            "requests": local.integers(0, 30, rows.size),
+            "drivers": local.integers(0, 30, rows.size),
+        }
         if kind == "update":
             arms = local.integers(n_arms, size=rows.size)
             bandit.update(rows, arms, local.random(rows.size) < 0.45, now)
         elif kind == "choose":
-            results.append(bandit.choose(rows, rng, now))
+            results.append(bandit.choose(rows, rng, now, **supply))
         elif kind == "propensities":
-            results.append(bandit.propensities(first, rng, now))
+            if bandit.config.objective != "revenue-supply":  # per event there, not per context
+                results.append(bandit.propensities(first, rng, now))
         else:
-            batch = bandit.decide(rows, rng, now)
+            batch = bandit.decide(rows, rng, now, **supply)
             results += [batch.arms, batch.propensities]
     stats = bandit.arm_stats()
     used = len(bandit.contexts())

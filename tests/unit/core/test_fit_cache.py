@@ -1,4 +1,4 @@
-"""shape-ts's cached fits: decisions with a warm cache equal decisions refitted from scratch."""
+"""Cached policy fits: decisions with a warm cache equal decisions refitted from scratch."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynpricing.core.bandit import Bandit, BanditConfig, DecisionBatch
-from dynpricing.core.posterior import monotone_decreasing_fit
+from dynpricing.core.policies import POLICY_SHAPE_TS, POLICY_SHRINK_TS
+from dynpricing.core.policies.monotone import monotone_decreasing_fit
 
 configs = st.builds(
     BanditConfig,
     prices=st.sampled_from([(1.0, 1.2, 1.5, 2.0), (0.8, 1.0), (1.0, 1.1, 1.25, 1.4, 1.6, 2.0)]),
     prior_alpha=st.floats(0.1, 5.0),
     prior_beta=st.floats(0.1, 5.0),
+    policy=st.sampled_from([POLICY_SHAPE_TS, POLICY_SHRINK_TS]),
     half_life=st.one_of(st.none(), st.floats(1.0, 1e3)),
+    forgetting=st.sampled_from(["adaptive", "none"]),
     forgetting_floor=st.floats(0.0, 50.0),
     propensity_draws=st.integers(1, 32),
 )

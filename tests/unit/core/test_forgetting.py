@@ -1,4 +1,4 @@
-"""Forgetting runs on a clock, not on the number of updates."""
+"""Forgetting: a fixed half-life runs on a clock; adaptive forgetting forgets after a change."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dynpricing.core.bandit import Bandit, BanditConfig
-from dynpricing.core.forgetting import decay_evidence
+from dynpricing.core.forgetting import AdaptiveForgetting, decay_evidence
 
 HALF_LIFE = 100.0
 
@@ -93,3 +93,68 @@ def test_decay_with_a_floor_composes_over_time_spans() -> None:
     )
     at_once = decay_evidence(alpha, beta, (1.0, 1.0), first * second, 30.0)
     np.testing.assert_allclose(stepwise, at_once, rtol=1e-12)
+
+
+def _stream(bandit: Bandit, row: int, rate: float, n: int, seed: int) -> None:
+    """``n`` outcomes of arm 1 in context ``row``, accepted with probability ``rate``."""
+    won = np.random.default_rng(seed).random(n) < rate
+    for chunk in range(0, n, 10):  # batches of ten, as an engine would apply them
+        size = len(won[chunk : chunk + 10])
+        bandit.update([row] * size, [1] * size, won[chunk : chunk + 10], now=float(chunk))
+
+
+def _mean(bandit: Bandit, row: int) -> float:
+    stats = bandit.arm_stats()
+    return float(stats.posterior_mean[row, 1])
+
+
+def test_adaptive_forgetting_never_forgets_on_a_steady_market() -> None:
+    bandit = Bandit(BanditConfig())
+    row = bandit.context_index("A", "low")
+    _stream(bandit, row, 0.6, 3000, seed=1)
+    stats = bandit.arm_stats()
+    # the decisions' posterior is the whole history: prior plus lifetime counts
+    assert stats.alpha[row, 1] == 1.0 + stats.successes[row, 1]
+    assert stats.beta[row, 1] == 1.0 + stats.failures[row, 1]
+
+
+def test_after_a_change_adaptive_forgetting_follows_the_new_rate_in_that_context_only() -> None:
+    adaptive, steady = Bandit(BanditConfig()), Bandit(BanditConfig(forgetting="none"))
+    for bandit in (adaptive, steady):
+        changed, quiet = bandit.context_index("A", "low"), bandit.context_index("B", "low")
+        _stream(bandit, changed, 0.3, 2000, seed=2)
+        _stream(bandit, quiet, 0.3, 2000, seed=3)
+        _stream(bandit, changed, 0.8, 600, seed=4)  # acceptance jumps in context A only
+    # without forgetting the mean is stuck between old and new (about 0.42); adaptive has
+    # let most of the old go (about 0.72; the noise of its few hundred outcomes is 0.02)
+    assert _mean(steady, 0) < 0.45
+    assert _mean(adaptive, 0) > 0.62
+    stats = adaptive.arm_stats()
+    assert stats.alpha[1, 1] == 1.0 + stats.successes[1, 1]  # context B kept everything
+
+
+def test_adaptive_learning_ignores_the_order_of_outcomes_within_a_batch() -> None:
+    rng = np.random.default_rng(6)
+    arms, won = rng.integers(0, 4, 40), rng.random(40) < 0.5
+    order = rng.permutation(40)
+    results = []
+    for permutation in (np.arange(40), order):
+        bandit = Bandit(BanditConfig())
+        row = bandit.context_index("A", "low")
+        _stream(bandit, row, 0.2, 500, seed=7)
+        bandit.update([row] * 40, arms[permutation], won[permutation], now=1.0)
+        results.append(bandit.to_document())
+    assert results[0] == results[1]
+
+
+def test_adaptive_forgetting_refuses_bad_rates() -> None:
+    with pytest.raises(ValueError, match="half-lives must be > 0"):
+        AdaptiveForgetting(half_lives=(100.0, 0.0))
+    with pytest.raises(ValueError, match="score_half_life"):
+        AdaptiveForgetting(score_half_life=-1.0)
+
+
+def test_a_half_life_overrides_adaptive_forgetting() -> None:
+    document = Bandit(BanditConfig(half_life=60.0)).to_document()
+    assert document["forgetting"]["kind"] == "half-life"  # type: ignore[index]
+    assert Bandit(BanditConfig(forgetting="none")).to_document()["forgetting"]["kind"] == "none"  # type: ignore[index]

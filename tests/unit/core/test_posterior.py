@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dynpricing.core.posterior import monotone_decreasing_fit, sample_monotone_acceptance
+from dynpricing.core.policies.monotone import monotone_decreasing_fit, sample_monotone_acceptance
 
 
 def pool_adjacent_violators(values: list[float], weights: list[float]) -> list[float]:
@@ -77,10 +77,10 @@ def test_without_data_monotone_draws_are_sorted_prior_draws() -> None:
 
 
 def test_without_data_the_top_price_is_the_least_likely_revenue_pick() -> None:
-    from dynpricing.core.policies import choose_arms  # noqa: PLC0415
+    from dynpricing.core.policies import argmax_random_ties  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     ones = np.ones((20_000, 4))
     draws = sample_monotone_acceptance(ones, ones, rng)
-    picks = np.bincount(choose_arms(draws, np.array([1.0, 1.2, 1.5, 2.0]), "revenue", rng))
+    picks = np.bincount(argmax_random_ties(draws * np.array([1.0, 1.2, 1.5, 2.0]), rng))
     assert picks.argmin() == 3

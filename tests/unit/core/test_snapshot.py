@@ -70,12 +70,70 @@ def test_a_restored_bandit_decides_exactly_like_the_original() -> None:
 def test_the_document_is_versioned_and_carries_its_configuration() -> None:
     document = _trained(BanditConfig(half_life=60.0)).to_document({"k": 1})
     assert document["format"] == "dynpricing.bandit_stats"
-    assert document["version"] == 1
+    assert document["version"] == 2
     assert document["prices"] == [1.0, 1.2, 1.5, 2.0]
     assert document["prior"] == {"alpha": 1.0, "beta": 1.0}
     assert document["objective"] == "revenue"
-    assert document["forgetting"] == {"half_life": 60.0, "floor": 30.0}
+    assert document["forgetting"] == {"kind": "half-life", "half_life": 60.0, "floor": 30.0}
     assert document["engine"] == {"k": 1}
+    assert "rate_score" not in document["contexts"]  # kept only under adaptive forgetting
+
+
+def test_adaptive_forgetting_keeps_its_rates_in_the_document() -> None:
+    document = _trained(BanditConfig()).to_document()
+    assert document["forgetting"] == {
+        "kind": "adaptive",
+        "half_life": None,
+        "floor": 30.0,
+        "half_lives": [2000.0, 1000.0, 500.0, 250.0],
+    }
+    contexts = document["contexts"]  # 4 contexts; never forgetting plus 4 rates; 4 arms
+    assert np.asarray(contexts["rate_successes"]).shape == (4, 5, 4)
+    assert np.asarray(contexts["rate_failures"]).shape == (4, 5, 4)
+    assert np.asarray(contexts["rate_score"]).shape == (4, 5)
+
+
+def _drifted(config: BanditConfig) -> Bandit:
+    """A bandit whose adaptive forgetting has switched to a faster rate in one context."""
+    bandit = _trained(config)
+    rng = np.random.default_rng(1)
+    for step in range(60):  # context 0's acceptance jumps from about 0.5 to 0.95
+        arms = rng.integers(0, 4, 20)
+        bandit.update(np.zeros(20, dtype=np.int64), arms, rng.random(20) < 0.95, now=10.0 + step)
+    return bandit
+
+
+def test_a_restored_adaptive_bandit_learns_and_decides_exactly_like_the_original() -> None:
+    config = BanditConfig()
+    bandit = _drifted(config)
+    stats = bandit.arm_stats()
+    lifetime = config.prior_alpha + stats.successes
+    assert not np.array_equal(stats.alpha[0], lifetime[0])  # it forgets in context 0 ...
+    np.testing.assert_array_equal(stats.alpha[1:], lifetime[1:])  # ... and only there
+    restored, _ = Bandit.from_document(json.loads(json.dumps(bandit.to_document())), config)
+    for bandit_now in (bandit, restored):
+        bandit_now.update([0, 1, 2], [1, 2, 3], [False, True, False], now=99.0)
+    assert restored.to_document() == bandit.to_document()
+    rows = np.arange(4).repeat(25)
+    original = bandit.decide(rows, np.random.default_rng(3), now=100.0)
+    again = restored.decide(rows, np.random.default_rng(3), now=100.0)
+    np.testing.assert_array_equal(original.arms, again.arms)
+    np.testing.assert_array_equal(original.propensities, again.propensities)
+
+
+def test_a_version_1_snapshot_migrates_to_adaptive_forgetting_from_its_posterior() -> None:
+    legacy = _trained(BanditConfig(forgetting="none")).to_document()
+    legacy["version"] = 1
+    legacy["forgetting"] = {"half_life": None, "floor": 30.0}
+    restored, _ = Bandit.from_document(legacy, BanditConfig())
+    document = restored.to_document()
+    assert document["version"] == 2
+    np.testing.assert_array_equal(document["contexts"]["alpha"], legacy["contexts"]["alpha"])
+    evidence = np.asarray(legacy["contexts"]["successes"], dtype=float)
+    rates = np.asarray(document["contexts"]["rate_successes"])
+    for rate in range(5):  # every candidate starts from the posterior it had
+        np.testing.assert_array_equal(rates[:, rate], evidence)
+    assert np.all(np.asarray(document["contexts"]["rate_score"]) == 0.0)
 
 
 def _mutated(path: str, value: Any) -> dict[str, Any]:
@@ -96,7 +154,7 @@ def _mutated(path: str, value: Any) -> dict[str, Any]:
             [1.0, 1.2],
             r"snapshot grid \[1\.0, 1\.2\] != configured grid \[1\.0, 1\.2, 1\.5, 2\.0\]",
         ),
-        ("version", 2, "version 2 != expected"),
+        ("version", 3, "version 3 != expected"),
         ("format", "something-else", "format 'something-else'"),
         ("objective", "acceptance", "objective 'acceptance' != configured objective 'revenue'"),
         ("prior", {"alpha": 2.0, "beta": 1.0}, "prior .* != configured prior"),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dynpricing.experiment.cli import main
+from dynpricing.experiment.cli import load_market_file, main
+from dynpricing.experiment.families import FAMILY_FILES
 from dynpricing.experiment.policies import BUILTIN_POLICIES, DEFAULT_POLICY_NAME
 
 SMALL = ["--horizon", "300", "--seeds", "3"]
@@ -104,11 +105,34 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFix
     assert capsys.readouterr().err == ""
 
 
-def test_families_prints_every_bundled_market_with_paired_differences(
+def test_families_reports_every_family_forgetting_supply_and_delay(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["--families", "--horizon", "100", "--seeds", "2"]) == 0
+    assert main(["--families", "--horizon", "60", "--seeds", "2"]) == 0
     out = capsys.readouterr().out
-    for name in ("L6", "linear", "elasticity", "cliff", "near-tie", "many-contexts", "L6-drift"):
-        assert f"\n{name} " in out
-    assert "±" in out
+    sections = out.split("\n## ")
+    assert [s.split(":")[0] for s in sections[1:]] == [
+        "robustness",
+        "forgetting",
+        "supply",
+        "delay",
+    ]
+    robustness, forgetting, supply, delay = sections[1:]
+    for family in FAMILY_FILES:
+        name = load_market_file(None, f"{family}.json").name
+        assert f"\n| {name} |" in robustness
+        assert f"\n| {name} |" in supply
+        assert f"\n| {name} |" in forgetting
+    assert f"| ts-revenue | {DEFAULT_POLICY_NAME} (difference) |" in robustness
+    assert "±" in robustness
+    assert "shrink-ts-revenue-supply+adaptive" in supply
+    assert "| best fixed half-life |" in forgetting
+    assert f"\n| {DEFAULT_POLICY_NAME} |" in delay
+
+
+def test_families_runs_only_the_sections_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--families", "--horizon", "40", "--seeds", "2", "--sections", "delay"]) == 0
+    out = capsys.readouterr().out
+    assert "## delay" in out
+    assert "## robustness" not in out
+    assert main(["--families", "--sections", "nonsense"]) == 2

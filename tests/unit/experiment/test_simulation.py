@@ -41,13 +41,29 @@ def test_delayed_feedback_arrives_later_on_average_by_the_delay_mean() -> None:
     assert 150 < lag.mean() < 210
 
 
-@pytest.mark.parametrize("policy", ["ts-revenue", "shape-ts-revenue", "monotone-ts-revenue"])
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "ts-revenue",
+        "shape-ts-revenue",
+        "monotone-ts-revenue",
+        "shrink-ts-revenue",
+        "shrink-ts-revenue+adaptive",
+        "ts-revenue+hl50",
+    ],
+)
 def test_the_experiment_decides_exactly_like_the_engines_bandit(policy: str) -> None:
     market = load_market(l6_document())
     streams = make_streams(market, 400, 1, 0.0, seed=11)
     run = simulate(parse_policy(policy), market, streams, seed=11)
     spec = parse_policy(policy)
-    bandit = Bandit(BanditConfig(prices=tuple(market.prices), policy=spec.core_policy))
+    config = BanditConfig(
+        prices=tuple(market.prices),
+        policy=spec.core_policy,
+        half_life=spec.half_life,
+        forgetting="adaptive" if spec.adaptive else "none",
+    )
+    bandit = Bandit(config)
     rows = [bandit.context_index(*key) for key in market.contexts]
     rng = np.random.default_rng([11, POLICY_STREAM])
     for step in range(400):
@@ -87,3 +103,24 @@ def test_scores_of_a_two_arm_market_match_hand_arithmetic() -> None:
     np.testing.assert_allclose(result.regret, 300.0)
     np.testing.assert_allclose(result.optimal_arm_share, 0.0)
     np.testing.assert_allclose(result.cumulative_regret[[0, 9, 999]], [0.3, 3.0, 300.0])
+
+
+def test_the_experiment_forgets_exactly_like_the_engines_bandit_after_a_change() -> None:
+    market = load_market(l6_document() | {"drift": [{"at": 0.3, "logit_shift": 3.0}]})
+    streams = make_streams(market, 1500, 1, 0.0, seed=5)
+    spec = parse_policy("ts-revenue+adaptive")
+    run = simulate(spec, market, streams, seed=5)
+    bandit = Bandit(BanditConfig(prices=tuple(market.prices), policy=spec.core_policy))
+    rows = [bandit.context_index(*key) for key in market.contexts]
+    rng = np.random.default_rng([5, POLICY_STREAM])
+    for step in range(1500):
+        if step:
+            previous = streams.contexts[0, step - 1]
+            bandit.update(
+                [rows[previous]], [run.arms[0, step - 1]], [run.accepted[0, step - 1]], now=step
+            )
+        arm = bandit.choose([rows[streams.contexts[0, step]]], rng, now=float(step))
+        assert arm[0] == run.arms[0, step], f"decision {step} differs"
+    stats = bandit.arm_stats()
+    forgot = stats.alpha != 1.0 + stats.successes
+    assert forgot.any()  # the change was big enough for some context to forget
