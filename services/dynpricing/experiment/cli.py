@@ -217,8 +217,12 @@ def compare_families(args: argparse.Namespace) -> str:
     if unknown or not sections:
         raise PricingError(f"--sections: expected some of {list(families.SECTIONS)}, got {unknown}")
     return families.report(
-        lambda name: load_market_file(None, f"{name}.json"), args, specs, sections
+        lambda name: load_market_file(None, f"{name}.json"), args, specs, sections, _print_now
     )
+
+
+def _print_now(text: str) -> None:
+    print(text, flush=True)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.families:
-            print(compare_families(args))
+            compare_families(args)  # prints each section as soon as it is ready
         else:
             _report(args)
     except PricingError as exc:

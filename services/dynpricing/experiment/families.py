@@ -217,8 +217,13 @@ def report(
     args: argparse.Namespace,
     specs: Sequence[PolicySpec],
     sections: Sequence[str] = SECTIONS,
+    emit: Callable[[str], None] | None = None,
 ) -> str:
-    """The sections asked for, as markdown tables (the first policy is the reference)."""
+    """The sections asked for, as markdown tables (the first policy is the reference).
+
+    ``emit`` receives each section's text as soon as it is computed (a long
+    run shows its first tables early); the whole report is returned too.
+    """
     default = parse_policy(DEFAULT_POLICY_NAME)
     cache: dict[str, FamilyRuns] = {}
     heading = (
@@ -231,7 +236,12 @@ def report(
         "supply": lambda: supply(load, args, default, cache),
         "delay": lambda: delay(load, args, (specs[0], default)),
     }
-    lines = [heading]
+    parts = [heading]
+    if emit is not None:
+        emit(heading)
     for section in sections:
-        lines += ["", *builders[section]()]
-    return "\n".join(lines)
+        text = "\n".join(["", *builders[section]()])
+        parts.append(text)
+        if emit is not None:
+            emit(text)
+    return "\n".join(parts)
