@@ -82,11 +82,13 @@ bench: $(STAMP) kafka-fetch ## performance benchmarks (throughput, latency, core
 SOAK_EVENTS ?= 200000
 SOAK_RATE ?= 2000
 SOAK_FAULTS ?= 40
+SOAK_BURST ?= 5000
 SOAK_SEED ?= 20261206
 soak: $(STAMP) kafka-fetch ## exactly-once under random crashes, large (figures in .run/soak-*.json)
 	@mkdir -p .run; rm -rf $(TEST_TMP)-soak
 	@status=0; DYNPRICING_CRASH_EVENTS=$(SOAK_EVENTS) DYNPRICING_CRASH_RATE=$(SOAK_RATE) \
 	  DYNPRICING_CRASH_FAULTS=$(SOAK_FAULTS) DYNPRICING_CRASH_SEED=$(SOAK_SEED) \
+	  DYNPRICING_CRASH_BURST=$(SOAK_BURST) \
 	  DYNPRICING_CRASH_REPORT=$(CURDIR)/.run/soak-crashes.json \
 	  DYNPRICING_BROKER_FAULT_REPORT=$(CURDIR)/.run/soak-broker.json \
 	  $(BIN)/pytest -p no:cacheprovider -o timeout=7200 -s --basetemp=$(TEST_TMP)-soak \

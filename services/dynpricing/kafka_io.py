@@ -41,7 +41,6 @@ QUEUE_FULL_LOG_INTERVAL_S = 10.0
 TOPIC_CREATE_TIMEOUT_S = 30.0
 METADATA_TIMEOUT_S = 5.0
 METADATA_STEP_S = 1.0  # one metadata request's wait, between serving the client's callbacks
-TOPIC_WAIT_S = 5.0  # between looks for topics someone else must create
 FLUSH_TIMEOUT_S = 15.0
 REPORT_WAIT_STEP_S = 0.002
 TOO_LARGE_CODES = frozenset({KafkaError.MSG_SIZE_TOO_LARGE})
@@ -380,11 +379,6 @@ def make_consumer(
     }
     conf.update(extra)
     return Consumer(conf)
-
-
-def produce(producer: OutputProducer, topic: str, value: bytes, key: Key) -> None:
-    """``producer.send``: kept for callers that read as a function call."""
-    producer.send(topic, value, key)
 
 
 def consume_batch(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:

@@ -72,7 +72,6 @@ CLOSE_TIMEOUT_S = 3.0  # at most, per client, of what is left of the budget
 COMMIT_POLL_S = 0.05
 CONSUME_ERROR_LOG_INTERVAL_S = 30.0
 
-S = TypeVar("S", bound=ServiceSettings)
 P = TypeVar("P")
 
 
@@ -93,8 +92,6 @@ class ServiceExit(Exception):  # noqa: N818 - an outcome with an exit code, logg
 class Running:
     """A started service: runs its loop until stopped, shuts down, returns the exit code."""
 
-    ready_at_start = True  # False: the service sets readiness itself (the simulator, once assigned)
-
     def run(self) -> int:
         raise NotImplementedError
 
@@ -104,8 +101,8 @@ class KafkaLink:
 
     Refusals (wrong password, unknown CA, ACLs) go to the security watch, which
     raises them out of the ``poll`` that served them. ``_ALL_BROKERS_DOWN``
-    marks the broker unreachable: ``/readyz`` answers 503 until a client works
-    again (a message, a delivery report, or the loop's probe).
+    marks the broker unreachable: ``/readyz`` answers 503 until the loop's probe
+    (a metadata request every second meanwhile) is answered again.
     """
 
     def __init__(self, settings: ServiceSettings, health: Health, log: Any) -> None:
@@ -479,8 +476,7 @@ def _run(
             raise KafkaRefusedError(refusal)
         shell.connect()
         running = start(shell)
-        if running.ready_at_start:
-            shell.health.set_ready(True)
+        shell.health.set_ready(True)
         return running.run()
     except Stopped:
         log.info("stopped_while_starting", signal=shell.stop.signal_name)
