@@ -508,18 +508,30 @@ def missing_topics(
     return missing
 
 
+COMPACTED = {"cleanup.policy": "compact"}  # a topic that keeps the latest value per key
+
+
 def ensure_topics(
     kafka: KafkaSettings,
     topics: Iterable[str],
     callbacks: dict[str, Any] | None = None,
     timeout_s: float = TOPIC_CREATE_TIMEOUT_S,
+    compacted: Iterable[str] = (),
 ) -> None:
     """Create missing topics (partitions/replication from settings); existing ones are kept.
 
-    ``timeout_s`` bounds the metadata requests that say which are missing.
+    Those named in ``compacted`` (the model topic) are created with
+    ``cleanup.policy=compact``. ``timeout_s`` bounds the metadata requests that
+    say which are missing.
     """
+    compact = set(compacted)
     wanted = [
-        NewTopic(name, kafka.topic_partitions, kafka.topic_replication_factor)
+        NewTopic(
+            name,
+            kafka.topic_partitions,
+            kafka.topic_replication_factor,
+            config=dict(COMPACTED) if name in compact else {},
+        )
         for name in missing_topics(kafka, topics, callbacks, timeout_s)
     ]
     if not wanted:

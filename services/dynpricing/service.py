@@ -235,7 +235,9 @@ class Shell:
         kafka, callbacks = self.settings.kafka, self.link.callbacks()
         if self.settings.create_topics:
             self.until_done(
-                lambda: ensure_topics(kafka, topics, callbacks, CONNECT_TIMEOUT_S),
+                lambda: ensure_topics(
+                    kafka, topics, callbacks, CONNECT_TIMEOUT_S, [self.settings.topics.model]
+                ),
                 "creating topics",
             )
             self.link.up()

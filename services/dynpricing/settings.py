@@ -56,9 +56,16 @@ class TopicSettings(BaseModel):
     decisions: str = "pricing_decisions"
     outcomes: str = "pricing_outcomes"
     dead_letters: str = "pricing_dead_letters"
+    # the posterior per context, written by the learner, read by the deciders (compacted)
+    model: str = "pricing_model"
 
     def all(self) -> list[str]:
+        """The pricing loop's four topics (what the engine uses)."""
         return [self.demand, self.decisions, self.outcomes, self.dead_letters]
+
+    def with_model(self) -> list[str]:
+        """Every topic, the compacted model topic of the split roles included."""
+        return [*self.all(), self.model]
 
 
 def librdkafka_config(kafka: KafkaSettings) -> dict[str, str | int | float | bool]:
@@ -99,18 +106,14 @@ class ServiceSettings(BaseSettings):
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
 
 
-class EngineSettings(ServiceSettings):
-    """The pricing engine (``DYNPRICING_ENGINE_*``)."""
+class BanditSettings(ServiceSettings):
+    """What every role that holds the posterior agrees on: grid, prior, policy, forgetting.
 
-    model_config = SettingsConfigDict(
-        env_prefix="DYNPRICING_ENGINE_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    The deciders and the learner must be given the same values (a model message
+    written for another grid, prior, policy or objective is refused).
+    """
 
-    http_port: int = Field(default=8000, ge=0, le=65535)
-    state_path: Path = Path("bandit_stats.json")
-    group_id: str = "dynpricing-engine"
     prices: tuple[float, ...] = (1.0, 1.2, 1.5, 2.0)
-    base_prices: dict[str, float] = Field(default_factory=dict)
     locations: tuple[str, ...] = ()
     policy: str | None = None
     objective: Literal["revenue", "acceptance", "revenue-supply"] = "revenue"
@@ -118,17 +121,8 @@ class EngineSettings(ServiceSettings):
     prior_beta: float = Field(default=1.0, gt=0)
     half_life_s: float | None = Field(default=None, gt=0)  # set: a fixed half-life instead
     forgetting: Literal["adaptive", "none"] = "adaptive"  # without HALF_LIFE_S
-    demand_low_below: float = Field(default=1.0, gt=0)
-    demand_medium_below: float = Field(default=2.0, gt=0)
-    snapshot_interval_s: float = Field(default=5.0, gt=0)
-    summary_interval_s: float = Field(default=10.0, gt=0)
-    decision_timeout_s: float = Field(default=300.0, gt=0)
-    expired_as: Literal["reject", "drop"] = "reject"
-    max_pending: int = Field(default=1_000_000, ge=1)
     # contexts beyond this are dead-lettered as too_many_contexts (memory, state, labels)
     max_contexts: int = Field(default=250_000, ge=1)
-    # >= 1: without any memory a replayed outcome that names its context would be learnt twice
-    resolved_memory: int = Field(default=200_000, ge=1)
     batch_size: int = Field(default=1000, ge=1)
     poll_timeout_s: float = Field(default=0.2, gt=0)
 
@@ -139,12 +133,81 @@ class EngineSettings(ServiceSettings):
             raise ValueError("prices must be positive, distinct and ascending")
         return prices
 
+
+class PricingSettings(BanditSettings):
+    """What pricing a demand event needs besides the posterior (the engine, the deciders)."""
+
+    base_prices: dict[str, float] = Field(default_factory=dict)
+    demand_low_below: float = Field(default=1.0, gt=0)
+    demand_medium_below: float = Field(default=2.0, gt=0)
+
     @model_validator(mode="after")
-    def _demand_bounds_ordered(self) -> EngineSettings:
-        """Refused here, at start, rather than when the engine builds its thresholds."""
+    def _demand_bounds_ordered(self) -> PricingSettings:
+        """Refused here, at start, rather than when the service builds its thresholds."""
         if self.demand_low_below > self.demand_medium_below:
             raise ValueError("demand_low_below must not exceed demand_medium_below")
         return self
+
+
+class LearningSettings(BanditSettings):
+    """The join and the state file (the engine, the learner)."""
+
+    state_path: Path = Path("bandit_stats.json")
+    snapshot_interval_s: float = Field(default=5.0, gt=0)
+    summary_interval_s: float = Field(default=10.0, gt=0)
+    decision_timeout_s: float = Field(default=300.0, gt=0)
+    expired_as: Literal["reject", "drop"] = "reject"
+    max_pending: int = Field(default=1_000_000, ge=1)
+    # >= 1: without any memory a replayed outcome that names its context would be learnt twice
+    resolved_memory: int = Field(default=200_000, ge=1)
+
+
+class EngineSettings(PricingSettings, LearningSettings):
+    """The pricing engine (``DYNPRICING_ENGINE_*``): decider and learner in one process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DYNPRICING_ENGINE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    group_id: str = "dynpricing-engine"
+
+
+class DeciderSettings(PricingSettings):
+    """A stateless pricing replica (``DYNPRICING_DECIDER_*``), one of a consumer group."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DYNPRICING_DECIDER_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    http_port: int = Field(default=8003, ge=0, le=65535)
+    group_id: str = "dynpricing-decider"
+    # static membership (the chart sets the pod's name): a restart within the session
+    # timeout takes its partitions back without a rebalance
+    group_instance_id: str | None = None
+    # how long the group waits for a silent replica before its partitions move on
+    session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    # offsets are committed this often, each once the decisions it covers are delivered
+    commit_interval_s: float = Field(default=1.0, gt=0)
+
+
+class LearnerSettings(LearningSettings):
+    """The single writer of the posterior (``DYNPRICING_LEARNER_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DYNPRICING_LEARNER_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    http_port: int = Field(default=8004, ge=0, le=65535)
+    group_id: str = "dynpricing-learner"
+    # a changed context's posterior is published at most this often
+    model_publish_interval_s: float = Field(default=1.0, gt=0)
+    # replayed decisions are recognised while their id is remembered: sized for the
+    # deciders' replay window (session timeout plus commit interval) at high rates
+    resolved_memory: int = Field(default=1_000_000, ge=1)
+    # outcomes read before their decision, held; beyond this outcomes are read no further
+    # until the decisions catch up
+    max_held: int = Field(default=100_000, ge=1)
 
 
 class ProducerSettings(ServiceSettings):

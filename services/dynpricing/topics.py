@@ -1,4 +1,4 @@
-"""``dynpricing topics``: create the pricing loop's topics (idempotent)."""
+"""``dynpricing topics``: create every topic (idempotent); the model topic is compacted."""
 
 from __future__ import annotations
 
@@ -17,5 +17,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     kafka = KafkaSettings(topic_partitions=args.partitions)
     if args.bootstrap_servers:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})
-    ensure_topics(kafka, TopicSettings().all())
+    topics = TopicSettings()
+    ensure_topics(kafka, topics.with_model(), compacted=[topics.model])
     return 0

@@ -200,6 +200,7 @@ class Contract:
     env: dict[str, frozenset[str]]
     metrics: dict[str, str]  # name -> type
     ports: dict[str, int]
+    service_metrics: dict[str, dict[str, str]]  # service -> its table's name -> type
 
     def exported_series(self) -> frozenset[str]:
         """Series names Prometheus stores: histograms add _bucket, _sum and _count."""
@@ -260,12 +261,17 @@ def contract() -> Contract:
         names = _code_names(row[0])
         if names and names[0].startswith("dynpricing_"):
             metrics[names[0]] = row[1]
+    service_metrics: dict[str, dict[str, str]] = {}
+    for service, table in re.findall(r"^(\w+):\n\n((?:\|.*\n?)+)", sections["Metrics"], re.M):
+        service_metrics[service.lower()] = {
+            _code_names(row[0])[0]: row[1] for row in _table_rows(table) if _code_names(row[0])
+        }
     ports = {}
     for row in _table_rows(sections["Processes and ports"]):
         match = re.search(r"`dynpricing (\w+)`", row[1])
         if match:
             ports[match.group(1)] = int(row[2])
-    return Contract(env=env, metrics=metrics, ports=ports)
+    return Contract(env=env, metrics=metrics, ports=ports, service_metrics=service_metrics)
 
 
 # --- PromQL -------------------------------------------------------------------

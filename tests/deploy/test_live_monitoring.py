@@ -287,7 +287,8 @@ def test_services_export_every_contract_metric_with_its_type(
     prometheus: PrometheusApi, stack: Stack
 ) -> None:
     exported = exported_types(stack)
-    promised = contract().metrics
+    tables = contract().service_metrics
+    promised = {name: kind for s in stack.started for name, kind in tables[s.name].items()}
     wrong = {
         name: exported.get(name, "missing")
         for name, kind in promised.items()

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 
 from dynpricing import broker
-from tests.kafka_support import consume_messages, create_topics, free_port, start_broker
+from dynpricing.kafka_io import ensure_topics
+from dynpricing.settings import KafkaSettings
+from tests.kafka_support import consume_messages, create_topics, free_port, start_broker, unique
 
 pytestmark = pytest.mark.kafka
 
@@ -64,3 +67,18 @@ def test_reap_stops_a_broker_left_running_under_a_folder(tmp_path: Path) -> None
     finally:
         broker.stop(layout, proc)
     assert broker.read_pid(layout) is None
+
+
+def test_missing_topics_are_created_and_the_model_topic_is_compacted(kafka_bootstrap: str) -> None:
+    loop, model = unique("loop"), unique("model")
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2)
+    ensure_topics(kafka, [loop, model], compacted=[model])
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in (loop, model)]
+    policies = {
+        resource.name: future.result(timeout=30)["cleanup.policy"].value
+        for resource, future in admin.describe_configs(resources).items()
+    }
+    assert policies == {loop: "delete", model: "compact"}
+    partitions = admin.list_topics(model, timeout=10).topics[model].partitions
+    assert len(partitions) == 2

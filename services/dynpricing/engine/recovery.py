@@ -45,7 +45,7 @@ from dynpricing.engine.join import Pending
 from dynpricing.engine.state import EngineBookkeeping, partition_key, split_partition_key
 from dynpricing.kafka_io import assign_new_partitions
 from dynpricing.service import Stopped
-from dynpricing.settings import EngineSettings
+from dynpricing.settings import BanditSettings, EngineSettings
 from dynpricing.statefile import read_json
 
 WATERMARK_TIMEOUT_S = 5.0
@@ -57,7 +57,8 @@ UntilDone = Callable[[Callable[[], Any], str], Any]
 """Runs a broker request, retrying while the broker is away (the shell's ``until_done``)."""
 
 
-def bandit_config(settings: EngineSettings) -> BanditConfig:
+def bandit_config(settings: BanditSettings) -> BanditConfig:
+    """The core's configuration from a service's settings (engine, decider, learner alike)."""
     extra: dict[str, Any] = {}
     if settings.policy:
         extra["policy"] = settings.policy

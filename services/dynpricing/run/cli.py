@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"starting Kafka {broker.KAFKA_VERSION} on {layout.bootstrap} ({args.security}) ...")
         broker_proc = broker.start(layout, fresh=False)
         bootstrap = layout.bootstrap
-    ensure_topics(_admin_settings(layout, bootstrap), TopicSettings().all())
+    topics = TopicSettings()
+    ensure_topics(_admin_settings(layout, bootstrap), topics.with_model(), compacted=[topics.model])
     args.logs.mkdir(parents=True, exist_ok=True)
     env = _service_env(bootstrap, args.state)
     procs = {

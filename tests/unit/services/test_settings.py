@@ -12,8 +12,10 @@ from pydantic import SecretStr, ValidationError
 from dynpricing.settings import (
     BOOTSTRAP_ENV,
     DEFAULT_BOOTSTRAP,
+    DeciderSettings,
     EngineSettings,
     KafkaSettings,
+    LearnerSettings,
     ProducerSettings,
     ServiceSettings,
     SimulatorSettings,
@@ -25,6 +27,8 @@ SERVICES: dict[str, type[ServiceSettings]] = {
     "DYNPRICING_ENGINE_": EngineSettings,
     "DYNPRICING_PRODUCER_": ProducerSettings,
     "DYNPRICING_SIMULATOR_": SimulatorSettings,
+    "DYNPRICING_DECIDER_": DeciderSettings,
+    "DYNPRICING_LEARNER_": LearnerSettings,
 }
 
 
@@ -78,6 +82,40 @@ def test_every_documented_engine_variable_is_an_engine_setting() -> None:
         _field(EngineSettings(), variable)
 
 
+@pytest.mark.parametrize(
+    ("title", "settings_class"),
+    [("Decider only", DeciderSettings), ("Learner only", LearnerSettings)],
+)
+def test_every_documented_decider_and_learner_variable_is_their_setting(
+    title: str, settings_class: type[ServiceSettings]
+) -> None:
+    variables = _table_variables(_section(title))
+    assert "GROUP_ID" in variables
+    assert "PRIOR_BETA" in variables
+    for variable in variables:
+        _field(settings_class(), variable)
+
+
+def test_decider_and_learner_defaults_match_the_documented_ones() -> None:
+    decider, learner = DeciderSettings(), LearnerSettings()
+    assert (decider.http_port, learner.http_port) == (8003, 8004)
+    assert (decider.group_id, learner.group_id) == ("dynpricing-decider", "dynpricing-learner")
+    assert (decider.group_instance_id, decider.session_timeout_s) == (None, 10.0)
+    assert decider.commit_interval_s == 1.0
+    assert (learner.model_publish_interval_s, learner.max_held) == (1.0, 100_000)
+    assert (learner.resolved_memory, learner.state_path) == (1_000_000, Path("bandit_stats.json"))
+    assert decider.topics.model == learner.topics.model == "pricing_model"
+    assert decider.prices == learner.prices == EngineSettings().prices
+
+
+def test_a_session_timeout_below_the_brokers_minimum_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DYNPRICING_DECIDER_SESSION_TIMEOUT_S", "2")
+    with pytest.raises(ValidationError, match="session_timeout_s"):
+        DeciderSettings()
+
+
 def test_every_documented_producer_and_simulator_variable_is_a_setting() -> None:
     for title, settings in (
         ("Producer only", ProducerSettings()),
@@ -99,6 +137,7 @@ def test_defaults_are_the_documented_ports_topics_and_broker() -> None:
         "pricing_outcomes",
         "pricing_dead_letters",
     ]
+    assert engine.topics.with_model()[-1] == engine.topics.model == "pricing_model"
     assert engine.kafka.bootstrap_servers == DEFAULT_BOOTSTRAP == "127.0.0.1:9092"
     assert engine.kafka.security_protocol == "PLAINTEXT"
     assert (engine.log_level, engine.log_format) == ("info", "auto")
