@@ -641,6 +641,56 @@ class Bandit:
             "rate_score": self._rate_score[:used],
         }
 
+    # -- one context at a time (the model topic) -------------------------------
+
+    def context_state(self, row: int) -> snapshot.ContextState:
+        """A copy of one context's posterior and counts (what a decider needs to price it)."""
+        location, level = self.context_name(row)
+        return snapshot.ContextState(
+            location=location,
+            demand_level=level,
+            alpha=self._alpha[row].copy(),
+            beta=self._beta[row].copy(),
+            clock=float(self._clock[row]),
+            successes=self._successes[row].astype(np.int64),
+            failures=self._failures[row].astype(np.int64),
+            pulls=self._pulls[row].astype(np.int64),
+        )
+
+    def context_document(
+        self, row: int, extra: Mapping[str, object] | None = None
+    ) -> dict[str, object]:
+        """:meth:`context_state` as a JSON-able dict with this bandit's header."""
+        return snapshot.context_to_document(self._header(), self.context_state(row), extra)
+
+    def load_context_state(self, state: snapshot.ContextState) -> int:
+        """Take one context's posterior as given (adding the context if new); returns its row.
+
+        What deciding depends on (``alpha``, ``beta``, ``clock``) becomes exactly
+        the given state, so a bandit that loads every context of another decides
+        like it from the same generator state. Adaptive forgetting's rates start
+        from this posterior (a copy that only decides never uses them).
+        """
+        row = self.context_index(state.location, state.demand_level)
+        at = np.asarray([row], dtype=np.int64)
+        self._alpha[row], self._beta[row] = state.alpha, state.beta
+        self._clock[row] = state.clock
+        counts = (state.successes, state.failures, state.pulls)
+        if self._count_dtype is not np.int64 and any(c.max() > self._widen_above for c in counts):
+            self._widen_counts(draws=False)
+        self._successes[row], self._failures[row], self._pulls[row] = counts
+        forgetting = self._forgetting
+        if isinstance(forgetting, AdaptiveForgetting):
+            fresh = forgetting.fresh(self._alpha[at], self._beta[at], self._prior)
+            self._rate_won[at], self._rate_lost[at] = fresh.successes, fresh.failures
+            self._rate_score[at] = fresh.score
+        self._version[row] += 1  # cached fits and propensity counts are stale now
+        return row
+
+    def load_context_document(self, doc: Mapping[str, object]) -> int:
+        """:meth:`load_context_state` from a document; :class:`SnapshotError` if it misfits."""
+        return self.load_context_state(snapshot.context_from_document(doc, self._header()))
+
     @classmethod
     def from_document(
         cls, doc: Mapping[str, object], config: BanditConfig

@@ -116,19 +116,104 @@ def to_document(
     }
 
 
+CONTEXT_FORMAT = "dynpricing.context_model"
+CONTEXT_VERSION = 1
+CONTEXT_READABLE_VERSIONS = (1,)
+
+
+@dataclass(frozen=True)
+class ContextState:
+    """One context's posterior: what deciding needs, and its counts for people to read.
+
+    ``alpha``/``beta`` are the posterior the policies decide with (under
+    adaptive forgetting, that of the rate currently chosen); ``clock`` is the
+    time of its last decay under a fixed half-life. Counts are lifetime totals.
+    """
+
+    location: str
+    demand_level: str
+    alpha: FloatArray
+    beta: FloatArray
+    clock: float
+    successes: IntArray
+    failures: IntArray
+    pulls: IntArray
+
+
+def context_to_document(
+    header: SnapshotHeader, state: ContextState, extra: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """A JSON-able dict of one context (a model message); ``extra`` adds top-level fields."""
+    return {
+        "format": CONTEXT_FORMAT,
+        "version": CONTEXT_VERSION,
+        "prices": list(header.prices),
+        "prior": {"alpha": header.prior_alpha, "beta": header.prior_beta},
+        "objective": header.objective,
+        "policy": header.policy,
+        "forgetting": {"kind": header.forgetting, "half_life": header.half_life},
+        "location": state.location,
+        "demand_level": state.demand_level,
+        "alpha": state.alpha.tolist(),
+        "beta": state.beta.tolist(),
+        "clock": float(state.clock),
+        "successes": state.successes.tolist(),
+        "failures": state.failures.tolist(),
+        "pulls": state.pulls.tolist(),
+        **dict(extra or {}),
+    }
+
+
+def context_from_document(doc: Mapping[str, Any], header: SnapshotHeader) -> ContextState:
+    """Parse and check one context's document; :class:`SnapshotError` says how it misfits."""
+    if not isinstance(doc, Mapping):
+        raise SnapshotError(f"context model must be a JSON object, got {type(doc).__name__}")
+    check_header(doc, header, CONTEXT_FORMAT, CONTEXT_READABLE_VERSIONS)
+    names = ("location", "demand_level", "clock", *PARAM_TABLES, *COUNT_TABLES)
+    columns = {name: [doc[name]] for name in names if name in doc}  # a table of one row
+    locations, levels = _context_keys(columns)
+    shape = (1, len(header.prices))
+    state = LearnedTables(
+        locations=locations,
+        levels=levels,
+        alpha=_table(columns, "alpha", shape, np.float64),
+        beta=_table(columns, "beta", shape, np.float64),
+        successes=_table(columns, "successes", shape, np.int64),
+        failures=_table(columns, "failures", shape, np.int64),
+        pulls=_table(columns, "pulls", shape, np.int64),
+        clock=_table(columns, "clock", (1,), np.float64),
+        total_outcomes=0,
+    )
+    _check_values(state)
+    return ContextState(
+        location=locations[0],
+        demand_level=levels[0],
+        alpha=state.alpha[0],
+        beta=state.beta[0],
+        clock=float(state.clock[0]),
+        successes=state.successes[0],
+        failures=state.failures[0],
+        pulls=state.pulls[0],
+    )
+
+
 def _field(doc: Mapping[str, Any], name: str) -> Any:
     if name not in doc:
         raise SnapshotError(f"snapshot has no {name!r} field")
     return doc[name]
 
 
-def check_header(doc: Mapping[str, Any], header: SnapshotHeader) -> None:
+def check_header(
+    doc: Mapping[str, Any],
+    header: SnapshotHeader,
+    fmt: str = SNAPSHOT_FORMAT,
+    versions: Sequence[int] = READABLE_VERSIONS,
+) -> None:
     """Refuse a document written for another format, grid, prior or objective."""
-    if doc.get("format") != SNAPSHOT_FORMAT or doc.get("version") not in READABLE_VERSIONS:
+    if doc.get("format") != fmt or doc.get("version") not in versions:
         raise SnapshotError(
             f"snapshot format {doc.get('format')!r} version {doc.get('version')!r} "
-            f"!= expected {SNAPSHOT_FORMAT!r} version {SNAPSHOT_VERSION} "
-            f"(or one of {list(READABLE_VERSIONS)})"
+            f"!= expected {fmt!r} version {max(versions)} (or one of {list(versions)})"
         )
     prices = _field(doc, "prices")
     if not _is_number_list(prices) or not same_grid(prices, header.prices):
