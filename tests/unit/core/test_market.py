@@ -98,6 +98,14 @@ _DELETE = object()
         ("drift", [{"at": 1.5, "logit_shift": 1.0}], r"drift\[0\]\.at: must be a fraction"),
         ("drift", [{"at": 0.5}], r"drift\[0\]\.logit_shift: expected a finite number"),
         ("drift", {"at": 0.5}, "drift: expected a list"),
+        (
+            "drift",
+            [{"at": 0.5, "logit_shift": 1.0, "contexts": [{"location": "Harbour"}]}],
+            r"drift\[0\]\.contexts\[0\]: no context \('Harbour', None\)",
+        ),
+        ("drift", [{"at": 0.5, "logit_shift": 1.0, "contexts": []}], r"drift\[0\]\.contexts"),
+        ("contexts.1.supply", {"requests": -2, "drivers": 3}, r"supply\.requests: must be >= 0"),
+        ("contexts.1.supply", {"requests": 2}, r"contexts\[1\]\.supply\.drivers: expected"),
     ],
 )
 def test_a_bad_market_file_is_refused_naming_the_field(path: str, value: Any, message: str) -> None:
@@ -125,3 +133,23 @@ def test_a_bad_acceptance_table_is_refused_naming_the_entry(
 def test_a_market_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(MarketFileError, match="market: expected an object"):
         load_market([1, 2, 3])
+
+
+def test_a_drift_moves_only_the_contexts_it_names() -> None:
+    only = [{"location": "Downtown", "demand_level": "low"}]
+    market = load_market(
+        l6_document() | {"drift": [{"at": 0.5, "logit_shift": 2.0, "contexts": only}]}
+    )
+    before, after = market.acceptance(0.0), market.acceptance(0.5)
+    np.testing.assert_array_equal(np.delete(after, 3, axis=0), np.delete(before, 3, axis=0))
+    logit = np.log(after[3] / (1 - after[3])) - np.log(before[3] / (1 - before[3]))
+    np.testing.assert_allclose(logit, 2.0)
+
+
+def test_supply_defaults_by_demand_level_and_can_be_given_per_context() -> None:
+    document = l6_document()
+    document["contexts"][0]["supply"] = {"requests": 3, "drivers": 30}
+    supply = load_market(document).mean_supply()
+    assert supply[0].tolist() == [3.0, 30.0]  # Airport|low as given
+    assert supply[1].tolist() == [15.0, 10.0]  # Airport|medium: the level's default
+    assert supply[2].tolist() == [25.0, 10.0]  # Airport|high
