@@ -1,4 +1,10 @@
-"""The engine's Prometheus metrics, registered on a registry passed in."""
+"""The pricing roles' Prometheus metrics, registered on a registry passed in.
+
+Grouped by what a role does: every role has :class:`ServiceMetrics`; pricing
+(the engine, the deciders) adds :class:`PricingMetrics`, learning (the engine,
+the learner) :class:`LearningMetrics`. Each class keeps its metrics as plain
+attributes, so a holder's ``vars()`` lists them all.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ARM_LABELS = ("location", "demand_level", "price")
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LAG_BUCKETS_S = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 SNAPSHOT_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 METRIC_CONTEXT_LIMIT = 1000  # contexts with series of their own, in order of first appearance
@@ -26,13 +33,57 @@ def location_label(row: int, location: str) -> str:
     return location if row < METRIC_CONTEXT_LIMIT else OTHER_LOCATION
 
 
-class EngineMetrics:
-    """Every engine metric; names follow docs/interfaces.md."""
+class ServiceMetrics:
+    """What every pricing role has: batches, dead letters, consumer lag."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.batch_size = Histogram(
+            "dynpricing_batch_size",
+            "Messages per consumed batch",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "dynpricing_dead_letters",
+            "Messages sent to the dead-letter topic",
+            ("reason",),
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "dynpricing_consumer_lag",
+            "Messages not yet consumed per partition",
+            ("topic", "partition"),
+            registry=registry,
+        )
+
+
+class PricingMetrics(ServiceMetrics):
+    """Pricing demand (the engine and the deciders)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.decisions = Counter(
             "dynpricing_decisions", "Pricing decisions published", ARM_LABELS, registry=registry
         )
+        self.latency = Histogram(
+            "dynpricing_decision_latency_seconds",
+            "Demand message's Kafka timestamp to its decision handed to the producer",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.event_time_lag = Histogram(
+            "dynpricing_event_time_lag_seconds",
+            "Demand event's own timestamp to its decision handed to the producer",
+            buckets=LAG_BUCKETS_S,
+            registry=registry,
+        )
+
+
+class LearningMetrics(ServiceMetrics):
+    """Joining outcomes and learning (the engine and the learner)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.outcomes = Counter(
             "dynpricing_outcomes_applied",
             "Outcomes applied to the posterior",
@@ -44,12 +95,6 @@ class EngineMetrics:
             "Second and later outcomes for one decision (ignored)",
             registry=registry,
         )
-        self.replayed = Counter(
-            "dynpricing_replayed_demand",
-            "Demand events consumed again after a crash whose decision was already published"
-            " (skipped, not priced twice)",
-            registry=registry,
-        )
         self.late = Counter(
             "dynpricing_late_outcomes",
             "Outcomes for decisions that had already expired (ignored)",
@@ -59,12 +104,6 @@ class EngineMetrics:
             "dynpricing_expired_decisions",
             "Decisions that got no outcome in time",
             ("action",),
-            registry=registry,
-        )
-        self.dead_letters = Counter(
-            "dynpricing_dead_letters",
-            "Messages sent to the dead-letter topic",
-            ("reason",),
             registry=registry,
         )
         self.pending = Gauge(
@@ -79,18 +118,6 @@ class EngineMetrics:
         self.arm_pulls = Gauge(
             "dynpricing_arm_pulls", "Outcomes learnt per arm", ARM_LABELS, registry=registry
         )
-        self.latency = Histogram(
-            "dynpricing_decision_latency_seconds",
-            "Demand event timestamp to decision published",
-            buckets=LATENCY_BUCKETS_S,
-            registry=registry,
-        )
-        self.batch_size = Histogram(
-            "dynpricing_batch_size",
-            "Messages per consumed batch",
-            buckets=BATCH_BUCKETS,
-            registry=registry,
-        )
         self.snapshot_duration = Histogram(
             "dynpricing_snapshot_duration_seconds",
             "Time to write bandit_stats.json",
@@ -102,10 +129,18 @@ class EngineMetrics:
             "Seconds since the last successful snapshot",
             registry=registry,
         )
-        self.consumer_lag = Gauge(
-            "dynpricing_consumer_lag",
-            "Messages not yet consumed per partition",
-            ("topic", "partition"),
+
+
+class EngineMetrics(PricingMetrics, LearningMetrics):
+    """Every engine metric (pricing and learning in one process); names follow
+    docs/interfaces.md."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.replayed = Counter(
+            "dynpricing_replayed_demand",
+            "Demand events consumed again after a crash whose decision was already published"
+            " (skipped, not priced twice)",
             registry=registry,
         )
 

@@ -120,6 +120,7 @@ class FakeMessage:
     offset_: int
     value_: bytes | None
     key_: str | bytes | None = None
+    timestamp_: tuple[int, int] = (0, -1)  # TIMESTAMP_NOT_AVAILABLE; (1, ms): CreateTime
 
     def topic(self) -> str:
         return self.topic_
@@ -135,6 +136,9 @@ class FakeMessage:
 
     def key(self) -> str | bytes | None:
         return self.key_
+
+    def timestamp(self) -> tuple[int, int]:
+        return self.timestamp_
 
     def error(self) -> None:
         return None
