@@ -1,8 +1,13 @@
 # syntax=docker/dockerfile:1.7
 # Images of the dynamic pricing services, one build target each:
-#   docker build --target engine    -t dynpricing-engine .
+#   docker build --target engine    -t dynpricing-engine .     # decides and learns (embedded)
+#   docker build --target decider   -t dynpricing-decider .    # decides (split, many replicas)
+#   docker build --target learner   -t dynpricing-learner .    # learns (split, one replica)
 #   docker build --target producer  -t dynpricing-producer .
 #   docker build --target simulator -t dynpricing-simulator .
+# Every target is the same virtualenv and `dynpricing` command; a target adds only
+# its command, port, health check and (engine, learner) state volume, a few
+# metadata layers over the shared runtime stage.
 # Dependencies are installed with the exact versions of constraints.txt (all of
 # them ship wheels, so no stage needs a compiler).
 
@@ -56,6 +61,24 @@ VOLUME ["/var/lib/dynpricing"]
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['DYNPRICING_ENGINE_HTTP_PORT'] + '/healthz', timeout=3)"]
 CMD ["engine"]
+
+# --- decider: prices demand from its read-only copy of the model (stateless)
+FROM runtime AS decider
+ENV DYNPRICING_DECIDER_HTTP_PORT=8003
+EXPOSE 8003
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['DYNPRICING_DECIDER_HTTP_PORT'] + '/healthz', timeout=3)"]
+CMD ["decider"]
+
+# --- learner: learns the posterior, publishes the model, state in /var/lib/dynpricing
+FROM runtime AS learner
+ENV DYNPRICING_LEARNER_HTTP_PORT=8004 \
+    DYNPRICING_LEARNER_STATE_PATH=/var/lib/dynpricing/bandit_stats.json
+EXPOSE 8004
+VOLUME ["/var/lib/dynpricing"]
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['DYNPRICING_LEARNER_HTTP_PORT'] + '/healthz', timeout=3)"]
+CMD ["learner"]
 
 # --- producer: publishes synthetic demand events ----------------------------
 FROM runtime AS producer

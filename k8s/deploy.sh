@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make deploy`: build the three images, load them into the kind cluster and
+# `make deploy`: build the five images (the chart's mode picks which run), load them into the kind cluster and
 # install or upgrade the chart. Each image is tagged with its own content (the
 # first 12 hex digits of the image id), so a deploy rolls exactly the services
 # whose image changed, and a deploy of unchanged code rolls nothing.
@@ -15,7 +15,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
 
 tags=()
-for service in engine producer simulator; do
+for service in engine decider learner producer simulator; do
   image="dynpricing-$service"
   "$CONTAINER_ENGINE" build --target "$service" -t "$image:build" "$repo"
   id="$("$CONTAINER_ENGINE" image inspect --format '{{.Id}}' "$image:build")"

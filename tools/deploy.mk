@@ -76,7 +76,7 @@ kind-up: kind helm ## create the local kind cluster
 kind-down: kind ## delete the local kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
-# Build the three images, load them into kind and install or upgrade the chart;
+# Build the five images, load them into kind and install or upgrade the chart;
 # each image is tagged with its content, so only changed services roll.
 deploy: kind helm ## build images, load them into kind, install the chart
 	KUBE_CONTEXT=$(KUBE_CONTEXT) KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(APP_NAMESPACE) \

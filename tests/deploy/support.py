@@ -36,7 +36,12 @@ KUBE_VERSIONS = ("1.30.0", "1.37.0")
 HELM_MAJORS = ("helm3", "helm4")
 SCENARIOS = tuple(sorted(p.stem for p in (CHART / "ci").glob("*-values.yaml")))
 COMMAND_TIMEOUT_S = 300
-SERVICES = ("engine", "producer", "simulator")
+# Every service: one Dockerfile target, one image, one section of the contract each.
+SERVICES = ("engine", "decider", "learner", "producer", "simulator")
+# The services docker-compose runs: the embedded loop (the engine decides and learns).
+COMPOSE_SERVICES = ("engine", "producer", "simulator")
+# The pricing services of each of the chart's modes.
+PRICING = {"embedded": ("engine",), "split": ("decider", "learner")}
 
 Manifest = dict[str, Any]
 
@@ -184,13 +189,28 @@ def one(manifests: list[Manifest], kind: str, name_suffix: str = "") -> Manifest
     return found[0]
 
 
-# --- the interface contract (docs/interfaces.md) ------------------------------
+def deployments(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """component -> its Deployment."""
+    return {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(manifests, "Deployment")
+    }
 
-_PREFIXES = {
-    "engine": "DYNPRICING_ENGINE_",
-    "producer": "DYNPRICING_PRODUCER_",
-    "simulator": "DYNPRICING_SIMULATOR_",
-}
+
+def env_of(manifests: list[Manifest], component: str) -> dict[str, Any]:
+    """Environment of a component's container: ConfigMap entries plus explicit env
+    (a value, or its valueFrom)."""
+    container = deployments(manifests)[component]["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        cm = one(manifests, "ConfigMap", source["configMapRef"]["name"])
+        env.update(cm["data"])
+    for item in container.get("env", []):
+        env[item["name"]] = item.get("value", item.get("valueFrom"))
+    return env
+
+
+# --- the interface contract (docs/interfaces.md) ------------------------------
 
 
 @dataclass(frozen=True)
@@ -238,23 +258,41 @@ def _sections(text: str) -> dict[str, str]:
     return out
 
 
+def _role_parts(settings: str) -> tuple[str, dict[str, str]]:
+    """The settings sections cut into the common part and each "<Service> only" part
+    (a paragraph or a heading of its own)."""
+    services = "|".join(s.capitalize() for s in SERVICES)
+    pattern = re.compile(r"^(?:#+ )?(" + services + r") only", re.M)
+    cuts = list(pattern.finditer(settings))
+    assert cuts, "docs/interfaces.md: no '<Service> only' settings"
+    parts = {}
+    for match, following in zip(cuts, [*cuts[1:], None], strict=True):
+        end = following.start() if following else len(settings)
+        parts[match.group(1).lower()] = settings[match.start() : end]
+    return settings[: cuts[0].start()], parts
+
+
+def _role_names(part: str) -> set[str]:
+    """Variables a service's part names: the first column of its tables, and the
+    upper-case names in its prose (never the tables' descriptions)."""
+    names = {n for row in _table_rows(part) for n in _code_names(row[0])}
+    prose = "\n".join(line for line in part.splitlines() if not line.startswith("|"))
+    names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", prose))
+    return {n for n in names if not n.startswith("DYNPRICING_")}
+
+
 @functools.cache
 def contract() -> Contract:
     text = CONTRACT.read_text(encoding="utf-8")
     sections = _sections(text)
-    settings = sections["Settings (environment variables)"]
-    common_part, engine_part = settings.split("Engine only", 1)
-    engine_part, rest = engine_part.split("Producer only", 1)
-    producer_part, simulator_part = rest.split("Simulator only", 1)
+    settings = text.split("## Settings (environment variables)", 1)[1].split("\n## Kafka", 1)[0]
+    common_part, parts = _role_parts(settings)
+    missing = set(SERVICES) - set(parts)
+    assert not missing, f"docs/interfaces.md has no settings for {sorted(missing)}"
     common = {n for row in _table_rows(common_part) for n in _code_names(row[0])}
-    engine = {n for row in _table_rows(engine_part) for n in _code_names(row[0])}
-    producer = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", producer_part))
-    simulator = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", simulator_part))
-    producer.discard("DYNPRICING_PRODUCER_")
-    simulator.discard("DYNPRICING_SIMULATOR_")
-    per_service = {"engine": engine, "producer": producer, "simulator": simulator}
     env = {
-        svc: frozenset(_PREFIXES[svc] + n for n in common | per_service[svc]) for svc in SERVICES
+        svc: frozenset(f"DYNPRICING_{svc.upper()}_{n}" for n in common | _role_names(parts[svc]))
+        for svc in SERVICES
     }
     metrics = {}
     for row in _table_rows(sections["Metrics"]):

@@ -19,12 +19,18 @@ from tests.deploy.support import (
     HELM_MAJORS,
     KUBE_VERSIONS,
     NAMESPACE,
+    PRICING,
+    REPO,
     SCENARIOS,
-    SERVICES,
     Manifest,
     by_kind,
     contract,
+    deployments,
+    env_of,
+    helm_template,
+    metric_names,
     one,
+    promql_parse_errors,
     render,
     render_release,
     run,
@@ -33,26 +39,15 @@ from tests.deploy.support import (
 )
 
 pytestmark = pytest.mark.tools
+STATE_OWNERS = ("engine", "learner")
 
 
-def env_of(manifests: list[Manifest], component: str) -> dict[str, Any]:
-    """Environment of a component's container: ConfigMap entries plus explicit env."""
-    deployment = one(manifests, "Deployment", f"-{component}")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env: dict[str, Any] = {}
-    for source in container.get("envFrom", []):
-        cm = one(manifests, "ConfigMap", source["configMapRef"]["name"])
-        env.update(cm["data"])
-    for item in container.get("env", []):
-        env[item["name"]] = item.get("value", item.get("valueFrom"))
-    return env
+def scenario_values(scenario: str) -> dict[str, Any]:
+    return dict(yaml.safe_load(scenario_file(scenario).read_text()) or {})
 
 
-def deployments(manifests: list[Manifest]) -> dict[str, Manifest]:
-    return {
-        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
-        for d in by_kind(manifests, "Deployment")
-    }
+def mode_of(scenario: str) -> str:
+    return str(scenario_values(scenario).get("mode", "split"))
 
 
 @pytest.mark.parametrize("helm", HELM_MAJORS)
@@ -85,7 +80,16 @@ def test_every_scenario_is_covered() -> None:
 
 @pytest.mark.parametrize("helm", HELM_MAJORS)
 def test_values_schema_rejects_unknown_and_invalid_values(helm: str) -> None:
-    for bad in ("engine.replicas=2", "engine.settings.objective=profit", "typo=1"):
+    for bad in (
+        "engine.replicas=2",
+        "learner.replicas=2",
+        "pricing.objective=profit",
+        "mode=both",
+        "decider.replicas=0",
+        "decider.autoscaling.metric=memory",
+        "engine.settings.prices={1.0}",
+        "typo=1",
+    ):
         result = run(
             [tool(helm), "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1], "--set", bad]
         )
@@ -134,18 +138,22 @@ def test_every_values_key_is_commented() -> None:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_engine_runs_once_recreated_with_its_state_volume(scenario: str) -> None:
+def test_state_owner_runs_once_recreated_with_its_state_volume(scenario: str) -> None:
+    """The engine (embedded) or the learner (split) owns the learning state: one
+    replica, recreated (two never share the file), the state on its volume."""
     manifests = render("helm3", scenario)
-    engine = deployments(manifests)["engine"]
-    assert engine["spec"]["replicas"] == 1
-    assert engine["spec"]["strategy"] == {"type": "Recreate"}
-    pod = engine["spec"]["template"]["spec"]
+    owners = [c for c in deployments(manifests) if c in STATE_OWNERS]
+    assert owners == [PRICING[mode_of(scenario)][-1]]
+    owner = owners[0]
+    deployment = deployments(manifests)[owner]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
     state = next(v for v in pod["volumes"] if v["name"] == "state")
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "state")
-    state_path = env_of(manifests, "engine")["DYNPRICING_ENGINE_STATE_PATH"]
+    state_path = env_of(manifests, owner)[f"DYNPRICING_{owner.upper()}_STATE_PATH"]
     assert state_path == f"{mount['mountPath']}/bandit_stats.json"
-    values = yaml.safe_load(scenario_file(scenario).read_text()) or {}
-    persistence = values.get("engine", {}).get("persistence", {})
+    persistence = scenario_values(scenario).get(owner, {}).get("persistence", {})
     if persistence.get("enabled", True) is False:
         assert "emptyDir" in state
         assert not by_kind(manifests, "PersistentVolumeClaim")
@@ -154,8 +162,13 @@ def test_engine_runs_once_recreated_with_its_state_volume(scenario: str) -> None
         assert not by_kind(manifests, "PersistentVolumeClaim")
     else:
         pvc = one(manifests, "PersistentVolumeClaim")
+        assert pvc["metadata"]["name"] == f"dp-dynamic-pricing-{owner}-state"
         assert state["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
         assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for component, other in deployments(manifests).items():
+        if component != owner:
+            volumes = other["spec"]["template"]["spec"]["volumes"]
+            assert not [v for v in volumes if "persistentVolumeClaim" in v], component
 
 
 def test_pvc_takes_size_and_storage_class_from_values() -> None:
@@ -205,7 +218,7 @@ def test_pods_follow_the_restricted_profile_and_probe_http(scenario: str) -> Non
 def test_config_change_changes_the_pod_template_checksum(tmp_path: Any) -> None:
     helm = tool("helm3")
     extra = tmp_path / "more.yaml"
-    extra.write_text("engine:\n  settings:\n    batchSize: 10\n")
+    extra.write_text("decider:\n  settings:\n    batchSize: 10\n")
 
     def checksum(*values: Any) -> str:
         args: list[Any] = [helm, "template", "x", CHART, "--kube-version", KUBE_VERSIONS[-1]]
@@ -213,8 +226,8 @@ def test_config_change_changes_the_pod_template_checksum(tmp_path: Any) -> None:
             args += ["--values", v]
         result = run(args)
         assert result.returncode == 0, result.stderr
-        engine = deployments([d for d in yaml.safe_load_all(result.stdout) if d])["engine"]
-        return str(engine["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+        decider = deployments([d for d in yaml.safe_load_all(result.stdout) if d])["decider"]
+        return str(decider["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
     assert checksum() != checksum(extra)
 
@@ -233,12 +246,15 @@ def test_strimzi_cluster_is_kraft_with_a_dual_role_pool_and_every_topic() -> Non
         "pricing_decisions",
         "pricing_outcomes",
         "pricing_dead_letters",
+        "pricing_model",
     }
     for topic in topics:
         assert "_" not in topic["metadata"]["name"]
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
-    bootstrap = env_of(manifests, "engine")["DYNPRICING_ENGINE_KAFKA__BOOTSTRAP_SERVERS"]
-    assert bootstrap == f"{cluster}-kafka-bootstrap.dynpricing.svc:9092"
+    for component in deployments(manifests):
+        p = f"DYNPRICING_{component.upper()}_"
+        bootstrap = env_of(manifests, component)[p + "KAFKA__BOOTSTRAP_SERVERS"]
+        assert bootstrap == f"{cluster}-kafka-bootstrap.dynpricing.svc:9092"
 
 
 def test_scram_user_reaches_the_services_through_its_secret() -> None:
@@ -246,7 +262,8 @@ def test_scram_user_reaches_the_services_through_its_secret() -> None:
     listener = one(manifests, "Kafka")["spec"]["kafka"]["listeners"][0]
     assert listener["authentication"]["type"] == "scram-sha-512"
     assert listener["tls"] is True
-    for component in ("engine", "producer", "simulator"):
+    assert set(deployments(manifests)) == {"decider", "learner", "producer", "simulator"}
+    for component in deployments(manifests):
         user = one(manifests, "KafkaUser", f"-{component}")  # every role its own principal
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
         p = f"DYNPRICING_{component.upper()}_"
@@ -261,19 +278,21 @@ def test_scram_user_reaches_the_services_through_its_secret() -> None:
 
 def test_tls_user_mounts_the_cluster_ca_and_the_client_certificate() -> None:
     manifests = render("helm3", "strimzi-tls-user-values")
-    user = one(manifests, "KafkaUser", "-engine")
-    engine = deployments(manifests)["engine"]["spec"]["template"]["spec"]
-    secrets = {v["name"]: v["secret"]["secretName"] for v in engine["volumes"] if "secret" in v}
     cluster = one(manifests, "Kafka")["metadata"]["name"]
-    assert secrets == {
-        "kafka-ca": f"{cluster}-cluster-ca-cert",
-        "kafka-user": user["metadata"]["name"],
-    }
-    env = env_of(manifests, "engine")
-    assert env["DYNPRICING_ENGINE_KAFKA__SECURITY_PROTOCOL"] == "SSL"
-    mounts = {m["name"]: m["mountPath"] for m in engine["containers"][0]["volumeMounts"]}
-    assert env["DYNPRICING_ENGINE_KAFKA__SSL_CA_LOCATION"].startswith(mounts["kafka-ca"])
-    assert env["DYNPRICING_ENGINE_KAFKA__SSL_KEY_LOCATION"].startswith(mounts["kafka-user"])
+    for component in ("decider", "learner"):
+        user = one(manifests, "KafkaUser", f"-{component}")
+        pod = deployments(manifests)[component]["spec"]["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert secrets == {
+            "kafka-ca": f"{cluster}-cluster-ca-cert",
+            "kafka-user": user["metadata"]["name"],
+        }
+        p = f"DYNPRICING_{component.upper()}_"
+        env = env_of(manifests, component)
+        assert env[p + "KAFKA__SECURITY_PROTOCOL"] == "SSL"
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert env[p + "KAFKA__SSL_CA_LOCATION"].startswith(mounts["kafka-ca"])
+        assert env[p + "KAFKA__SSL_KEY_LOCATION"].startswith(mounts["kafka-user"])
 
 
 def test_external_kafka_renders_no_strimzi_objects() -> None:
@@ -308,9 +327,22 @@ def test_external_kafka_without_a_bootstrap_address_fails_to_render() -> None:
 def test_monitoring_objects_follow_values_not_capabilities() -> None:
     default = render("helm3", "default-values")
     full = render("helm3", "full-values")
-    for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget"):
+    for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy", "HorizontalPodAutoscaler"):
         assert not by_kind(default, kind), kind
         assert by_kind(full, kind), kind
+    budgets = {
+        b["metadata"]["labels"]["app.kubernetes.io/component"]
+        for b in by_kind(default, "PodDisruptionBudget")
+    }
+    assert budgets == {"decider"}  # the deciders' own, on by default
+    everything = by_kind(full, "PodDisruptionBudget")
+    assert {b["metadata"]["labels"]["app.kubernetes.io/component"] for b in everything} == set(
+        deployments(full)
+    )
+    for kind in ("ServiceMonitor", "NetworkPolicy"):
+        selector = one(full, kind)["spec"].get("selector") or one(full, kind)["spec"]["podSelector"]
+        (components,) = [e["values"] for e in selector["matchExpressions"]]
+        assert set(components) >= {"engine", "decider", "learner", "producer", "simulator"}
     for kind in ("ServiceMonitor", "PrometheusRule"):
         assert one(full, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     relabel = one(full, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"][0]
@@ -333,13 +365,24 @@ def test_prometheus_rule_carries_the_compose_rules_file() -> None:
     assert rule["spec"]["groups"] == source["groups"]
 
 
-def test_helm_test_pod_checks_readyz_and_metrics() -> None:
-    manifests = render("helm3", "default-values")
+@pytest.mark.parametrize("scenario", ["default-values", "external-kafka-values"])
+def test_helm_test_pod_checks_readyz_and_metrics_of_each_pricing_service(scenario: str) -> None:
+    manifests = render("helm3", scenario)
     pod = one(manifests, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    script = " ".join(pod["spec"]["containers"][0]["command"])
+    container = pod["spec"]["containers"][0]
+    script = container["command"][2]
     assert "/readyz" in script
     assert "/metrics" in script
+    urls = container["command"][3::2]
+    pricing = PRICING[mode_of(scenario)]
+    assert urls == [f"http://dp-dynamic-pricing-{c}:8000" for c in pricing]
+    services = {s["metadata"]["name"] for s in by_kind(manifests, "Service")}
+    assert {u.split("//")[1].split(":")[0] for u in urls} <= services
+    assert (
+        container["image"]
+        == deployments(manifests)[pricing[0]]["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -394,10 +437,12 @@ def test_notes_tell_how_to_reach_the_engine_and_where_state_lives(
     scenario: str, tmp_path: Path
 ) -> None:
     notes = render_notes(scenario, tmp_path)
-    values = yaml.safe_load(scenario_file(scenario).read_text()) or {}
-    assert "port-forward svc/dp-dynamic-pricing-engine" in notes
+    values = scenario_values(scenario)
+    for component in PRICING[mode_of(scenario)]:
+        assert f"port-forward svc/dp-dynamic-pricing-{component}" in notes
     assert "helm test -n dynpricing dp" in notes
-    persistence = values.get("engine", {}).get("persistence", {})
+    owner = PRICING[mode_of(scenario)][-1]
+    persistence = values.get(owner, {}).get("persistence", {})
     if persistence.get("enabled", True) is False:
         assert "WARNING" in notes
     else:
@@ -408,10 +453,19 @@ def test_notes_tell_how_to_reach_the_engine_and_where_state_lives(
         assert "kubectl -n dynpricing get kafka" in notes
 
 
-def test_components_can_be_switched_off() -> None:
+def test_mode_and_switches_choose_the_components() -> None:
     names = set(deployments(render("helm3", "strimzi-tls-user-values")))
-    assert names == {"engine", "simulator"}
-    assert set(SERVICES) == set(deployments(render("helm3", "default-values")))
+    assert names == {"decider", "learner", "simulator"}
+    default = {"decider", "learner", "producer", "simulator"}
+    assert set(deployments(render("helm3", "default-values"))) == default
+    assert set(deployments(render("helm3", "external-kafka-values"))) == {"engine", "producer"}
+    embedded = render_release("dp", sets=("mode=embedded",))
+    assert set(deployments(embedded)) == {"engine", "producer", "simulator"}
+    for kind in ("ConfigMap", "Service"):
+        named = {
+            m["metadata"]["labels"]["app.kubernetes.io/component"] for m in by_kind(embedded, kind)
+        }
+        assert named == {"engine", "producer", "simulator"}, kind
 
 
 @pytest.mark.parametrize("helm", HELM_MAJORS)
@@ -482,13 +536,14 @@ def test_helm_test_pod_gets_through_the_charts_network_policy() -> None:
     manifests = render("helm3", "full-values")
     policies = by_kind(manifests, "NetworkPolicy")
     assert policies
-    engine = deployments(manifests)["engine"]["spec"]["template"]["metadata"]["labels"]
     test_pod = one(manifests, "Pod")["metadata"]["labels"]
-    assert ingress_allowed(policies, engine, test_pod, NAMESPACE, "http")
-    # ... while the policy still keeps everyone else out, and Prometheus in
-    assert not ingress_allowed(policies, engine, {"app": "other"}, NAMESPACE, "http")
-    assert not ingress_allowed(policies, engine, test_pod, "elsewhere", "http")
-    assert ingress_allowed(policies, engine, {"app": "prometheus"}, "monitoring", "http")
+    for component in ("decider", "learner"):
+        target = deployments(manifests)[component]["spec"]["template"]["metadata"]["labels"]
+        assert ingress_allowed(policies, target, test_pod, NAMESPACE, "http")
+        # ... while the policy still keeps everyone else out, and Prometheus in
+        assert not ingress_allowed(policies, target, {"app": "other"}, NAMESPACE, "http")
+        assert not ingress_allowed(policies, target, test_pod, "elsewhere", "http")
+        assert ingress_allowed(policies, target, {"app": "prometheus"}, "monitoring", "http")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -535,16 +590,20 @@ def test_config_checksum_restarts_only_the_component_whose_config_changed(
         }
 
     before, after = checksums(), checksums(extra)
-    assert before["producer"] != after["producer"]
-    assert before["engine"] == after["engine"]
-    assert before["simulator"] == after["simulator"]
+    assert {c for c in before if before[c] != after[c]} == {"producer"}
+    pricing = tmp_path / "pricing.yaml"
+    pricing.write_text("pricing:\n  prices: [1.0, 1.5]\n")
+    # The grid the deciders and the learner share restarts both, nothing else.
+    repriced = checksums(pricing)
+    assert {c for c in before if before[c] != repriced[c]} == {"decider", "learner"}
 
 
 def test_notes_say_the_default_images_must_be_built_and_pushed(tmp_path: Path) -> None:
     notes = render_notes("default-values", tmp_path)
-    for component in SERVICES:
+    for component in ("decider", "learner", "producer", "simulator"):
         assert f"dynpricing-{component}:0.1.0" in notes
-    assert "docker build --target engine" in notes
+    assert "dynpricing-engine" not in notes
+    assert "docker build --target decider" in notes
     assert "push" in notes
     digests = render_notes("full-values", tmp_path / "full")
     assert "docker build --target" not in digests
@@ -565,3 +624,178 @@ def test_kafka_can_be_paused_for_a_reinstall_that_keeps_its_volumes() -> None:
     annotations = one(paused, "Kafka")["metadata"]["annotations"]
     assert annotations == {"strimzi.io/pause-reconciliation": "true"}
     assert "annotations" not in one(render("helm3", "default-values"), "Kafka")["metadata"]
+
+
+# --- mode split: deciders and one learner (issue 12) -----------------------------
+
+
+def test_deciders_roll_without_losing_capacity_and_spread_over_nodes() -> None:
+    """A rollout adds a ready decider before it removes one; a drain takes at most
+    one at a time; replicas spread over nodes and zones, counting only their own
+    revision's pods."""
+    manifests = render("helm3", "default-values")
+    decider = deployments(manifests)["decider"]
+    assert decider["spec"]["replicas"] == 2
+    assert decider["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    pod_labels = decider["spec"]["template"]["metadata"]["labels"]
+    budget = one(manifests, "PodDisruptionBudget", "-decider")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert selects(budget["spec"]["selector"], pod_labels)
+    spread = decider["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == [
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    ]
+    for constraint in spread:
+        assert constraint["maxSkew"] == 1
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"  # a one-node cluster still runs
+        assert selects(constraint["labelSelector"], pod_labels)
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+    learner = deployments(manifests)["learner"]["spec"]["template"]["spec"]
+    assert "topologySpreadConstraints" not in learner
+
+
+def test_static_membership_makes_each_decider_its_pods_name() -> None:
+    p = "DYNPRICING_DECIDER_"
+    assert p + "GROUP_INSTANCE_ID" not in env_of(render("helm3", "default-values"), "decider")
+    static = render("helm3", "cpu-autoscaling-values")
+    assert env_of(static, "decider")[p + "GROUP_INSTANCE_ID"] == {
+        "fieldRef": {"fieldPath": "metadata.name"}
+    }
+    for component in ("learner", "producer", "simulator"):
+        env = env_of(static, component)
+        assert not [k for k in env if k.endswith("GROUP_INSTANCE_ID")], component
+
+
+def test_deciders_and_learner_share_the_pricing_settings_and_the_model_topic() -> None:
+    """The learner learns the posterior the deciders price from: the same grid,
+    prior, policy, objective, forgetting and locations (a decider refuses a model
+    made with others), and one model topic."""
+    manifests = render("helm3", "full-values")
+    decider = env_of(manifests, "decider")
+    learner = env_of(manifests, "learner")
+    shared = ("PRICES", "LOCATIONS", "POLICY", "OBJECTIVE", "PRIOR_ALPHA", "PRIOR_BETA")
+    for key in (*shared, "HALF_LIFE_S"):
+        assert decider[f"DYNPRICING_DECIDER_{key}"] == learner[f"DYNPRICING_LEARNER_{key}"], key
+    assert json.loads(decider["DYNPRICING_DECIDER_PRICES"]) == [0.8, 1.0, 1.2, 1.5, 2.0]
+    assert learner["DYNPRICING_LEARNER_HALF_LIFE_S"] == "3600"
+    assert json.loads(decider["DYNPRICING_DECIDER_BASE_PRICES"]) == {"Airport": 40, "Downtown": 25}
+    assert decider["DYNPRICING_DECIDER_TOPICS__MODEL"] == "pricing_model"
+    assert learner["DYNPRICING_LEARNER_TOPICS__MODEL"] == "pricing_model"
+    assert learner["DYNPRICING_LEARNER_MODEL_PUBLISH_INTERVAL_S"] == "0.5"
+    assert decider["DYNPRICING_DECIDER_SESSION_TIMEOUT_S"] == "10"
+    assert decider["DYNPRICING_DECIDER_GROUP_ID"] == "dynpricing-decider"
+    assert learner["DYNPRICING_LEARNER_GROUP_ID"] == "dynpricing-learner"
+
+
+def test_model_topic_is_compacted_and_nothing_else_is_accepted() -> None:
+    topic = one(render("helm3", "default-values"), "KafkaTopic", "-model")
+    assert topic["spec"]["topicName"] == "pricing_model"
+    assert topic["spec"]["config"]["cleanup.policy"] == "compact"
+    result = helm_template("dp", sets=("topics.model.config.cleanup\\.policy=delete",))
+    assert result.returncode != 0
+    assert "compact" in result.stderr
+    embedded = render_release("dp", sets=("mode=embedded",))
+    assert not [
+        t for t in by_kind(embedded, "KafkaTopic") if t["spec"]["topicName"] == "pricing_model"
+    ]
+
+
+def test_cpu_autoscaler_owns_the_decider_count() -> None:
+    manifests = render("helm3", "cpu-autoscaling-values")
+    decider = deployments(manifests)["decider"]
+    assert "replicas" not in decider["spec"]  # an upgrade must not reset the HPA's choice
+    hpa = one(manifests, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": decider["metadata"]["name"],
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 60},
+            },
+        }
+    ]
+    container = decider["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["cpu"]  # utilisation is a share of it
+
+
+def test_lag_autoscaler_reads_this_releases_decider_lag_on_its_demand_topic() -> None:
+    manifests = render("helm3", "full-values")
+    hpa = one(manifests, "HorizontalPodAutoscaler")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "External"
+    assert metric["external"]["metric"] == {
+        "name": "dynpricing_decider_demand_lag",
+        "selector": {
+            "matchLabels": {"service": "dp-dynamic-pricing-decider", "topic": "demand_events"}
+        },
+    }
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "20000"}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+    service = one(manifests, "Service", "-decider")
+    assert service["metadata"]["name"] == "dp-dynamic-pricing-decider"
+
+
+@pytest.mark.parametrize(
+    ("sets", "reason"),
+    [
+        (("decider.replicas=7",), "decider.replicas"),
+        (("decider.autoscaling.enabled=true", "decider.autoscaling.maxReplicas=7"), "maxReplicas"),
+        (
+            (
+                "decider.autoscaling.enabled=true",
+                "decider.autoscaling.minReplicas=5",
+                "decider.autoscaling.maxReplicas=3",
+            ),
+            "minReplicas",
+        ),
+    ],
+)
+def test_decider_counts_that_cannot_work_are_refused(sets: tuple[str, ...], reason: str) -> None:
+    """More deciders than demand partitions would sit idle; say so at install."""
+    result = helm_template("dp", sets=sets)
+    assert result.returncode != 0
+    assert reason in result.stderr
+
+
+def test_embedded_mode_is_the_engine_alone_with_its_state() -> None:
+    manifests = render_release("dp", sets=("mode=embedded", "pricing.halfLifeS=60"))
+    assert not by_kind(manifests, "HorizontalPodAutoscaler")
+    assert not by_kind(manifests, "PodDisruptionBudget")
+    env = env_of(manifests, "engine")
+    assert env["DYNPRICING_ENGINE_HALF_LIFE_S"] == "60"
+    assert json.loads(env["DYNPRICING_ENGINE_PRICES"]) == [1.0, 1.2, 1.5, 2.0]
+    pvc = one(manifests, "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == "dp-dynamic-pricing-engine-state"
+
+
+def test_prometheus_adapter_rule_serves_the_metric_the_lag_autoscaler_reads(
+    tmp_path: Path,
+) -> None:
+    """k8s/prometheus-adapter-values.yaml (validated only, no cluster here) serves
+    the external metric under the name the HPA asks for, from the deciders'
+    consumer lag series, and its query parses as PromQL."""
+    adapter = yaml.safe_load((REPO / "k8s" / "prometheus-adapter-values.yaml").read_text())
+    (rule,) = adapter["rules"]["external"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert rule["name"]["as"] == values["decider"]["autoscaling"]["lag"]["metricName"]
+    (series,) = metric_names(rule["seriesQuery"])
+    assert contract().service_metrics["decider"][series] == "gauge"
+    assert 'component="decider"' in rule["seriesQuery"]  # the ServiceMonitor's relabelling
+    assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}}
+    hpa = one(render("helm3", "full-values"), "HorizontalPodAutoscaler")
+    selector = hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]
+    matchers = ",".join(f'{k}="{v}"' for k, v in {**selector, "namespace": NAMESPACE}.items())
+    query = rule["metricsQuery"].replace("<<.Series>>", series)
+    query = query.replace("<<.LabelMatchers>>", matchers)
+    assert not promql_parse_errors(tool("promtool"), {"adapter": query}, tmp_path)

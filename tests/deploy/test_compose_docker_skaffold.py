@@ -19,7 +19,16 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.support import CHART, REPO, SERVICES, contract, deploy_mk_variable, run, tool
+from tests.deploy.support import (
+    CHART,
+    COMPOSE_SERVICES,
+    REPO,
+    SERVICES,
+    contract,
+    deploy_mk_variable,
+    run,
+    tool,
+)
 
 SCHEMA = REPO / "tests" / "deploy" / "schemas" / "compose-spec.json"
 DOCKERFILE = REPO / "Dockerfile"
@@ -74,7 +83,9 @@ def test_compose_schema_check_catches_a_misspelt_key() -> None:
 
 def test_compose_runs_kafka_topics_services_prometheus_and_grafana() -> None:
     services = compose()["services"]
-    assert set(services) >= {"kafka", "kafka-topics", *SERVICES, "prometheus", "grafana"}
+    assert set(services) >= {"kafka", "kafka-topics", *COMPOSE_SERVICES, "prometheus", "grafana"}
+    # One machine: the embedded engine decides and learns (no deciders, no learner).
+    assert not {"decider", "learner"} & set(services)
     kafka_image = services["kafka"]["image"]
     assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", kafka_image), kafka_image
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -89,7 +100,7 @@ def test_compose_runs_kafka_topics_services_prometheus_and_grafana() -> None:
 def test_compose_services_use_contract_names_and_ports() -> None:
     services = compose()["services"]
     c = contract()
-    for name in SERVICES:
+    for name in COMPOSE_SERVICES:
         svc = services[name]
         assert svc["build"]["target"] == name
         env = svc["environment"]

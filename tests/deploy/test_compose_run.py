@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from tests.deploy.podman_support import Container, Podman, total_outcomes
-from tests.deploy.support import REPO, SERVICES
+from tests.deploy.support import COMPOSE_SERVICES, REPO
 from tests.integration.services_support import metric_value
 from tests.kafka_support import create_topics, free_port, local_broker, unique
 
@@ -114,7 +114,7 @@ class ComposeProject:
         self.broker_port = broker_port
         self.name = unique("dpcompose")
         self.doc = compose()
-        self.ports = {service: free_port() for service in SERVICES}
+        self.ports = {service: free_port() for service in COMPOSE_SERVICES}
 
     def up(self, service: str) -> Container:
         svc = self.doc["services"][service]

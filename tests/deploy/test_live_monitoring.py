@@ -26,7 +26,7 @@ import yaml
 
 from tests.deploy.support import (
     CHART,
-    SERVICES,
+    COMPOSE_SERVICES,
     contract,
     dashboards,
     grafana_to_promql,
@@ -302,7 +302,7 @@ def test_every_dashboard_panel_and_alert_works_on_live_metrics(
 ) -> None:
     def all_targets_up() -> bool | None:
         found = {r["metric"]["component"] for r in prometheus.query("up == 1")}
-        return True if found >= set(SERVICES) else None
+        return True if found >= set(COMPOSE_SERVICES) else None
 
     wait_until(all_targets_up, deadline_s=DATA_DEADLINE_S, what="all three targets up")
 

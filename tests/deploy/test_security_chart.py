@@ -10,7 +10,6 @@ so a chart that drifted from the table, or from its own services, fails.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,9 +21,10 @@ from dynpricing.security.permissions import (
 )
 from tests.deploy.support import (
     REPO,
-    SERVICES,
     Manifest,
     by_kind,
+    deployments,
+    env_of,
     one,
     render,
     render_release,
@@ -34,41 +34,47 @@ from tests.security_support import rendered_acls, users_by_role
 
 pytestmark = pytest.mark.tools
 USER_SCENARIOS = ("full-values", "strimzi-tls-user-values")
-
-
-def _env(manifests: list[Manifest], component: str) -> dict[str, Any]:
-    deployment = one(manifests, "Deployment", f"-{component}")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env: dict[str, Any] = {}
-    for source in container.get("envFrom", []):
-        env.update(one(manifests, "ConfigMap", source["configMapRef"]["name"])["data"])
-    for item in container.get("env", []):
-        env[item["name"]] = item.get("value", item.get("valueFrom"))
-    return env
+# Which rendered setting names each of the table's names, and in which service.
+NAMED_BY = {
+    "demand": "TOPICS__DEMAND",
+    "decisions": "TOPICS__DECISIONS",
+    "outcomes": "TOPICS__OUTCOMES",
+    "dead_letters": "TOPICS__DEAD_LETTERS",
+    "model": "TOPICS__MODEL",
+}
+GROUP_OF = {
+    "engine_group": "engine",
+    "decider_group": "decider",
+    "learner_group": "learner",
+    "simulator_group": "simulator",
+}
 
 
 def configured_names(manifests: list[Manifest]) -> Names:
-    """The names the rendered engine and simulator are configured with."""
-    engine = _env(manifests, "engine")
-    simulator_group = Names().simulator_group
-    if any(d["metadata"]["name"].endswith("-simulator") for d in by_kind(manifests, "Deployment")):
-        simulator_group = _env(manifests, "simulator")["DYNPRICING_SIMULATOR_GROUP_ID"]
-    p = "DYNPRICING_ENGINE_"
-    return Names(
-        demand=engine[p + "TOPICS__DEMAND"],
-        decisions=engine[p + "TOPICS__DECISIONS"],
-        outcomes=engine[p + "TOPICS__OUTCOMES"],
-        dead_letters=engine[p + "TOPICS__DEAD_LETTERS"],
-        engine_group=engine[p + "GROUP_ID"],
-        simulator_group=simulator_group,
-    )
+    """The names the rendered services are configured with; a service that is not
+    deployed leaves its group at the table's default."""
+    found = deployments(manifests)
+    envs = {c: env_of(manifests, c) for c in found}
+    any_env = next(iter(envs.items()))
+    topics = {}
+    for field, setting in NAMED_BY.items():
+        seen = {env[f"DYNPRICING_{c.upper()}_{setting}"] for c, env in envs.items()}
+        assert len(seen) == 1, f"services disagree on {setting}: {seen} ({any_env[0]}...)"
+        topics[field] = seen.pop()
+    groups = {
+        field: envs[c][f"DYNPRICING_{c.upper()}_GROUP_ID"]
+        for field, c in GROUP_OF.items()
+        if c in envs
+    }
+    return Names(**topics, **groups)
 
 
+@pytest.mark.parametrize("mode", ["split", "embedded"])
 @pytest.mark.parametrize("scenario", USER_SCENARIOS)
 def test_each_deployed_role_gets_its_own_user_with_exactly_the_tables_acls(
-    scenario: str,
+    scenario: str, mode: str
 ) -> None:
-    manifests = render("helm3", scenario)
+    manifests = render_release("dp", scenario_file(scenario), sets=(f"mode={mode}",))
     names = configured_names(manifests)
     users = users_by_role(manifests)
     deployed = {
@@ -86,20 +92,26 @@ def test_renamed_topics_and_groups_reach_the_acls(tmp_path: Path) -> None:
     values.write_text(
         "topics:\n  demand: {name: d1}\n  decisions: {name: x1}\n  outcomes: {name: o1}\n"
         "  deadLetters: {name: dl1}\n"
-        "engine: {settings: {groupId: eg1}}\nsimulator: {settings: {groupId: sg1}}\n"
+        "  model: {name: m1}\n"
+        "decider: {settings: {groupId: dg1}}\nlearner: {settings: {groupId: lg1}}\n"
+        "simulator: {settings: {groupId: sg1}}\n"
     )
     manifests = render_release("dp", scenario_file("full-values"), values)
     names = configured_names(manifests)
-    assert names.demand == "d1"
-    assert names.simulator_group == "sg1"
+    assert (names.demand, names.model) == ("d1", "m1")
+    assert (names.decider_group, names.learner_group, names.simulator_group) == (
+        "dg1",
+        "lg1",
+        "sg1",
+    )
     for name, user in users_by_role(manifests).items():
         assert rendered_acls(user) == flatten(role(names, name).grants), name
 
 
 def test_each_service_authenticates_as_its_own_role(tmp_path: Path) -> None:
     scram = render("helm3", "full-values")
-    for component in SERVICES:
-        env = _env(scram, component)
+    for component in deployments(scram):
+        env = env_of(scram, component)
         user = one(scram, "KafkaUser", f"-{component}")["metadata"]["name"]
         p = f"DYNPRICING_{component.upper()}_"
         assert env[p + "KAFKA__SASL_USERNAME"] == user
@@ -121,7 +133,7 @@ def test_external_kafka_gives_a_role_its_own_credentials_over_the_shared_ones(
         "        username: dynpricing-engine\n        existingSecret: dynpricing-kafka-engine\n"
     )
     manifests = render_release("dp", scenario_file("external-kafka-values"), own)
-    engine, producer = _env(manifests, "engine"), _env(manifests, "producer")
+    engine, producer = env_of(manifests, "engine"), env_of(manifests, "producer")
     assert engine["DYNPRICING_ENGINE_KAFKA__SASL_USERNAME"] == "dynpricing-engine"
     assert engine["DYNPRICING_ENGINE_KAFKA__SASL_PASSWORD"]["secretKeyRef"] == {
         "name": "dynpricing-kafka-engine",

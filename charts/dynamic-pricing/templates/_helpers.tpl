@@ -233,6 +233,7 @@ Operator. Until the topics exist a service waits, not ready.
 {{ $p }}TOPICS__DECISIONS: {{ $v.topics.decisions.name | quote }}
 {{ $p }}TOPICS__OUTCOMES: {{ $v.topics.outcomes.name | quote }}
 {{ $p }}TOPICS__DEAD_LETTERS: {{ $v.topics.deadLetters.name | quote }}
+{{ $p }}TOPICS__MODEL: {{ $v.topics.model.name | quote }}
 {{ $p }}HTTP_PORT: {{ $v.httpPort | quote }}
 {{ $p }}HTTP_HOST: "0.0.0.0"
 {{ $p }}CREATE_TOPICS: "false"
@@ -336,22 +337,65 @@ any. Argument: dict root, component.
 
 
 {{/*
-The ConfigMap data of one component (dict root, component): the shared Kafka and
-topic settings plus its own. Its checksum annotates only that component's pods,
-so a change restarts just the component it concerns.
+The components this release deploys, as a JSON list: the pricing roles of the
+mode (the engine, or the deciders and the learner), then the producer and the
+simulator when enabled. Every per-component template ranges over it.
 */}}
-{{- define "dynpricing.configData" -}}
-{{- $root := .root }}
-{{- $component := .component }}
-{{- $c := index $root.Values $component }}
-{{- $p := printf "DYNPRICING_%s_" (upper $component) }}
-{{- include "dynpricing.commonConfig" (dict "root" $root "prefix" $p "component" $component) | trim }}
-{{- with $c.settings }}
-{{- if eq $component "engine" }}
-{{ $p }}STATE_PATH: {{ printf "%s/bandit_stats.json" $c.persistence.mountPath | quote }}
-{{ $p }}GROUP_ID: {{ .groupId | quote }}
+{{- define "dynpricing.components" -}}
+{{- $v := .Values }}
+{{- $list := include "dynpricing.pricingComponents" . | fromJsonArray }}
+{{- range $component := list "producer" "simulator" }}
+{{- if (index $v $component).enabled }}
+{{- $list = append $list $component }}
+{{- end }}
+{{- end }}
+{{- $list | toJson }}
+{{- end }}
+
+{{/*
+The pricing roles of the mode, as a JSON list: ["engine"] (embedded) or
+["decider", "learner"] (split).
+*/}}
+{{- define "dynpricing.pricingComponents" -}}
+{{- if eq .Values.mode "embedded" }}
+{{- list "engine" | toJson }}
+{{- else }}
+{{- list "decider" "learner" | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+Components that own the learning state (a single replica, recreated, the state
+file on a volume).
+*/}}
+{{- define "dynpricing.isStateful" -}}
+{{- if has . (list "engine" "learner") }}true{{ end }}
+{{- end }}
+
+{{/*
+Name of a stateful component's state claim: the existing claim if given,
+"<fullname>-<component>-state" otherwise. Argument: dict root, component.
+*/}}
+{{- define "dynpricing.stateClaimName" -}}
+{{- $p := (index .root.Values .component).persistence }}
+{{- $p.existingClaim | default (include "dynpricing.componentName" (dict "root" .root "component" (printf "%s-state" .component))) }}
+{{- end }}
+
+{{/*
+The shared pricing settings (values `pricing`) as ConfigMap entries, the same for
+every pricing role (a decider refuses a model made with another grid, prior,
+policy or objective). Argument: dict root, prefix, basePrices (whether the role
+prices in money: the engine and the deciders; the learner learns from the
+decisions, which carry their price).
+*/}}
+{{- define "dynpricing.pricingConfig" -}}
+{{- $p := .prefix }}
+{{- $basePrices := .basePrices }}
+{{- with .root.Values.pricing }}
 {{ $p }}PRICES: {{ .prices | toJson | quote }}
+{{- if $basePrices }}
 {{ $p }}BASE_PRICES: {{ .basePrices | toJson | quote }}
+{{- end }}
 {{ $p }}LOCATIONS: {{ .locations | toJson | quote }}
 {{- if .policy }}
 {{ $p }}POLICY: {{ .policy | quote }}
@@ -362,17 +406,61 @@ so a change restarts just the component it concerns.
 {{- if not (kindIs "invalid" .halfLifeS) }}
 {{ $p }}HALF_LIFE_S: {{ .halfLifeS | toJson | quote }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Settings of a component that learns (the engine, the learner): the state file
+and the join's rules. Argument: dict root, prefix, component.
+*/}}
+{{- define "dynpricing.learningConfig" -}}
+{{- $p := .prefix }}
+{{- $c := index .root.Values .component }}
+{{ $p }}STATE_PATH: {{ printf "%s/bandit_stats.json" $c.persistence.mountPath | quote }}
+{{- with $c.settings }}
 {{ $p }}SNAPSHOT_INTERVAL_S: {{ .snapshotIntervalS | toJson | quote }}
 {{ $p }}DECISION_TIMEOUT_S: {{ .decisionTimeoutS | toJson | quote }}
 {{ $p }}EXPIRED_AS: {{ .expiredAs | quote }}
 {{ $p }}MAX_PENDING: {{ .maxPending | int64 | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ConfigMap data of one component (dict root, component): the shared Kafka and
+topic settings plus its own. Its checksum annotates only that component's pods,
+so a change restarts just the component it concerns.
+*/}}
+{{- define "dynpricing.configData" -}}
+{{- $root := .root }}
+{{- $component := .component }}
+{{- $c := index $root.Values $component }}
+{{- $p := printf "DYNPRICING_%s_" (upper $component) }}
+{{- $ctx := dict "root" $root "prefix" $p "component" $component }}
+{{- include "dynpricing.commonConfig" $ctx | trim }}
+{{- with $c.settings }}
+{{- if has $component (list "engine" "decider" "learner" "simulator") }}
+{{ $p }}GROUP_ID: {{ .groupId | quote }}
+{{- end }}
+{{- if has $component (list "engine" "decider" "learner") }}
+{{- include "dynpricing.pricingConfig" (dict "root" $root "prefix" $p "basePrices" (ne $component "learner")) }}
+{{- end }}
+{{- if has $component (list "engine" "learner") }}
+{{- include "dynpricing.learningConfig" $ctx }}
+{{- end }}
+{{- if has $component (list "engine" "decider") }}
 {{ $p }}BATCH_SIZE: {{ .batchSize | int64 | quote }}
+{{- end }}
+{{- if eq $component "decider" }}
+{{- if not (kindIs "invalid" .sessionTimeoutS) }}
+{{ $p }}SESSION_TIMEOUT_S: {{ .sessionTimeoutS | toJson | quote }}
+{{- end }}
+{{- else if eq $component "learner" }}
+{{ $p }}MODEL_PUBLISH_INTERVAL_S: {{ .modelPublishIntervalS | toJson | quote }}
 {{- else if eq $component "producer" }}
 {{ $p }}RATE: {{ .rate | toJson | quote }}
 {{ $p }}COUNT: {{ .count | int64 | quote }}
 {{ $p }}LOCATIONS: {{ .locations | toJson | quote }}
-{{- else }}
-{{ $p }}GROUP_ID: {{ .groupId | quote }}
+{{- else if eq $component "simulator" }}
 {{- if .marketPath }}
 {{ $p }}MARKET_PATH: {{ .marketPath | quote }}
 {{- end }}
@@ -380,6 +468,26 @@ so a change restarts just the component it concerns.
 {{- end }}
 {{- if not (kindIs "invalid" .seed) }}
 {{ $p }}SEED: {{ .seed | int64 | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuse decider counts that cannot work: each decider needs a demand partition to
+do anything (checked when the chart makes the topic, so it knows its partitions),
+and an autoscaler's range must be a range.
+*/}}
+{{- define "dynpricing.checkDeciderScale" -}}
+{{- $v := .Values }}
+{{- if ne $v.mode "embedded" }}
+{{- $d := $v.decider }}
+{{- $most := $d.autoscaling.enabled | ternary $d.autoscaling.maxReplicas $d.replicas | int }}
+{{- $partitions := $v.topics.demand.partitions | int }}
+{{- if and $v.kafka.strimzi.enabled $v.topics.create (gt $most $partitions) }}
+{{- fail (printf "decider: up to %d deciders but topics.demand.partitions is %d; a decider without a partition does nothing: raise the partitions or lower %s" $most $partitions ($d.autoscaling.enabled | ternary "decider.autoscaling.maxReplicas" "decider.replicas")) }}
+{{- end }}
+{{- if and $d.autoscaling.enabled (gt (int $d.autoscaling.minReplicas) (int $d.autoscaling.maxReplicas)) }}
+{{- fail "decider.autoscaling.minReplicas is above decider.autoscaling.maxReplicas" }}
 {{- end }}
 {{- end }}
 {{- end }}
