@@ -40,12 +40,8 @@ IntArray = npt.NDArray[np.int64]
 EvidenceArray = npt.NDArray[np.floating[Any]]  # RATE_DTYPE where stored, float64 in flight
 HALF = 0.5
 FORGETTING_FLOOR = 30.0  # outcomes of evidence per arm that forgetting keeps (docs/experiments.md)
-ADAPTIVE_HALF_LIVES = (
-    2000.0,
-    1000.0,
-    500.0,
-    250.0,
-)  # outcomes of a context; "never" is always a candidate
+# outcomes of a context; "never" is always a candidate (docs/experiments.md: how chosen)
+ADAPTIVE_HALF_LIVES = (2000.0, 1000.0, 500.0, 250.0)
 SCORE_HALF_LIFE = 1000.0  # outcomes of a context over which a rate's prediction score fades
 SWITCH_MARGIN = 1.0  # nats by which a forgetting candidate must out-predict the steady one
 RATE_DTYPE = np.float32  # the rates' posteriors: half the memory; scores stay float64
@@ -83,11 +79,11 @@ def decay_evidence(
 
 
 class Forgetting(ABC):
-    """How a bandit forgets; the subclasses say which of the two hooks apply."""
+    """How a bandit forgets: :class:`HalfLife` decays on every touch by clock time,
+    :class:`AdaptiveForgetting` learns through its own tables, :class:`NoForgetting`
+    does neither. Callers dispatch on the type, once per call."""
 
     kind: ClassVar[str]
-    clocked: ClassVar[bool] = False  # decays on every touch by elapsed clock time
-    adaptive: ClassVar[bool] = False  # learns through AdaptiveForgetting.learn
 
 
 class NoForgetting(Forgetting):
@@ -103,7 +99,6 @@ class HalfLife(Forgetting):
     half_life: float
     floor: float = FORGETTING_FLOOR
     kind: ClassVar[str] = FORGETTING_HALF_LIFE
-    clocked: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not self.half_life > 0:
@@ -151,7 +146,6 @@ class AdaptiveForgetting(Forgetting):
     floor: float = FORGETTING_FLOOR
     margin: float = SWITCH_MARGIN
     kind: ClassVar[str] = FORGETTING_ADAPTIVE
-    adaptive: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not self.half_lives or not all(h > 0 for h in self.half_lives):
