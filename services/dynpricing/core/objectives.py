@@ -60,10 +60,6 @@ class Supply:
             np.asarray(drivers, dtype=np.float64).reshape(-1),
         )
 
-    def take(self, rows: npt.NDArray[np.int64]) -> Supply:
-        """The supply of these event rows."""
-        return Supply(self.requests[rows], self.drivers[rows])
-
     def repeat(self, n: int) -> Supply:
         """Each event's supply ``n`` times in a row (for extra draws per event)."""
         return Supply(np.repeat(self.requests, n), np.repeat(self.drivers, n))
