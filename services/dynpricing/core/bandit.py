@@ -125,7 +125,7 @@ class Bandit:
         )
         forgetting = self._forgetting
         # adaptive forgetting's candidate posteriors per context (0: none kept)
-        self._rates = forgetting.candidates if isinstance(forgetting, AdaptiveForgetting) else 0
+        self._rates = forgetting.rates if isinstance(forgetting, AdaptiveForgetting) else 0
         self.total_outcomes: int = 0
         self._contexts = ContextTable()
         self._count_dtype: type[np.integer[Any]] = COUNT_DTYPE
@@ -155,7 +155,7 @@ class Bandit:
         # adaptive forgetting: the evidence at each finite rate, and each rate's score
         self._rate_won = np.zeros((capacity, self._rates, n_arms), dtype=RATE_DTYPE)
         self._rate_lost = np.zeros((capacity, self._rates, n_arms), dtype=RATE_DTYPE)
-        self._rate_score = np.zeros((capacity, self._rates))
+        self._rate_score = np.zeros((capacity, self._rates + 1), dtype=RATE_DTYPE)
 
     def _grow(self) -> None:
         """Double the capacity, keeping the rows in use."""
@@ -573,7 +573,11 @@ class Bandit:
         tables = RateTables(
             self._rate_won[unique], self._rate_lost[unique], self._rate_score[unique]
         )
-        state, alpha, beta = forgetting.learn(tables, won_table, lost_table, self._prior)
+        lifetime = (
+            self._successes[unique].astype(np.float64),
+            self._failures[unique].astype(np.float64),
+        )
+        state, alpha, beta = forgetting.learn(tables, lifetime, won_table, lost_table, self._prior)
         self._rate_won[unique], self._rate_lost[unique] = state.successes, state.failures
         self._rate_score[unique] = state.score
         self._alpha[unique], self._beta[unique] = alpha, beta

@@ -44,7 +44,7 @@ FORGETTING_FLOOR = 30.0  # outcomes of evidence per arm that forgetting keeps (d
 ADAPTIVE_HALF_LIVES = (2000.0, 1000.0, 500.0, 250.0)
 SCORE_HALF_LIFE = 1000.0  # outcomes of a context over which a rate's prediction score fades
 SWITCH_MARGIN = 1.0  # nats by which a forgetting candidate must out-predict the steady one
-RATE_DTYPE = np.float32  # the rates' posteriors: half the memory; scores stay float64
+RATE_DTYPE = np.float32  # the rates' evidence and scores: half the memory and snapshot
 FORGETTING_ADAPTIVE = "adaptive"
 FORGETTING_HALF_LIFE = "half-life"
 FORGETTING_NONE = "none"
@@ -116,17 +116,18 @@ class HalfLife(Forgetting):
 class RateTables:
     """The adaptive rule's state for some context rows.
 
-    ``successes``/``failures`` ``(n, rates + 1, n_arms)``: each candidate's
-    evidence (posterior minus prior), the never-forgetting one first, then one
-    per finite half-life. Stored in single precision (``RATE_DTYPE``), rounded
-    the same way wherever it is kept, so a restored bandit decides like the
-    original (and evidence >= 0 stays >= 0). ``score`` ``(n, rates + 1)``: each
-    candidate's faded log score.
+    ``successes``/``failures`` ``(n, rates, n_arms)``: the evidence (posterior
+    minus prior) at each finite half-life; ``score`` ``(n, rates + 1)``: each
+    candidate's faded log score, the never-forgetting one first (its posterior
+    is the prior plus the lifetime counts, which the bandit keeps anyway). All
+    in single precision (``RATE_DTYPE``), rounded the same way wherever they
+    are kept, so a restored bandit decides like the original (and evidence
+    >= 0 stays >= 0).
     """
 
     successes: EvidenceArray
     failures: EvidenceArray
-    score: FloatArray
+    score: EvidenceArray
 
 
 @dataclass(frozen=True)
@@ -154,42 +155,50 @@ class AdaptiveForgetting(Forgetting):
             raise PricingError(f"score_half_life must be > 0, got {self.score_half_life}")
 
     @property
-    def candidates(self) -> int:
-        """Posteriors kept per context: never forgetting, then one per half-life."""
-        return len(self.half_lives) + 1
+    def rates(self) -> int:
+        """Forgetting rates tracked per context (the never-forgetting one is extra)."""
+        return len(self.half_lives)
 
     def fresh(self, alpha: FloatArray, beta: FloatArray, prior: tuple[float, float]) -> RateTables:
         """State for rows that so far only hold ``alpha``/``beta`` (``(n, n_arms)``)."""
         n = alpha.shape[0]
         won, lost = np.maximum(alpha - prior[0], 0.0), np.maximum(beta - prior[1], 0.0)
         return RateTables(
-            successes=np.repeat(won[:, None, :], self.candidates, axis=1).astype(RATE_DTYPE),
-            failures=np.repeat(lost[:, None, :], self.candidates, axis=1).astype(RATE_DTYPE),
-            score=np.zeros((n, self.candidates)),
+            successes=np.repeat(won[:, None, :], self.rates, axis=1).astype(RATE_DTYPE),
+            failures=np.repeat(lost[:, None, :], self.rates, axis=1).astype(RATE_DTYPE),
+            score=np.zeros((n, self.rates + 1), dtype=RATE_DTYPE),
         )
 
     def learn(
-        self, tables: RateTables, won: FloatArray, lost: FloatArray, prior: tuple[float, float]
+        self,
+        tables: RateTables,
+        lifetime: tuple[FloatArray, FloatArray],
+        won: FloatArray,
+        lost: FloatArray,
+        prior: tuple[float, float],
     ) -> tuple[RateTables, FloatArray, FloatArray]:
         """Fold one batch of outcomes into distinct context rows; the posteriors to decide with.
 
-        ``won``/``lost`` ``(n, n_arms)`` are the batch's successes and failures
-        per arm. Every candidate is scored on the batch with its posterior from
-        before the batch, then the batch is added (the fading candidates first
-        fade by one factor per outcome of the context). The outcomes of one
-        call count as simultaneous, so their order within the call does not
+        ``lifetime`` are the rows' successes and failures before the batch (the
+        never-forgetting candidate's evidence); ``won``/``lost`` ``(n, n_arms)``
+        the batch's. Every candidate is scored on the batch with its posterior
+        from before the batch, then the batch is added (the fading candidates
+        first fade by one factor per outcome of the context). The outcomes of
+        one call count as simultaneous, so their order within the call does not
         matter. Returns the new state and ``(alpha, beta)`` to decide with.
         """
         outcomes = np.add.reduce(won + lost, axis=-1)  # per context row
-        evidence_won = tables.successes.astype(np.float64)
-        evidence_lost = tables.failures.astype(np.float64)
+        evidence_won = np.concatenate((lifetime[0][:, None], tables.successes), 1, dtype=np.float64)
+        evidence_lost = np.concatenate((lifetime[1][:, None], tables.failures), 1, dtype=np.float64)
         alphas, betas = prior[0] + evidence_won, prior[1] + evidence_lost
         log_total = np.log(alphas + betas)
         log_score = won[:, None] * (np.log(alphas) - log_total) + lost[:, None] * (
             np.log(betas) - log_total
         )
         fade = HALF ** (outcomes / self.score_half_life)
-        score = tables.score * fade[:, None] + np.add.reduce(log_score, axis=-1)
+        score = (tables.score * fade[:, None] + np.add.reduce(log_score, axis=-1)).astype(
+            RATE_DTYPE
+        )
         for rate, half_life in enumerate(self.half_lives, start=1):
             factor = HALF ** (outcomes / half_life)
             evidence_won[:, rate], evidence_lost[:, rate] = decay_evidence(
@@ -197,15 +206,18 @@ class AdaptiveForgetting(Forgetting):
             )
         evidence_won += won[:, None]
         evidence_lost += lost[:, None]
-        state = RateTables(evidence_won.astype(RATE_DTYPE), evidence_lost.astype(RATE_DTYPE), score)
+        # decide with what is stored (rounded), so a restored bandit decides alike
+        evidence_won[:, 1:] = evidence_won[:, 1:].astype(RATE_DTYPE)
+        evidence_lost[:, 1:] = evidence_lost[:, 1:].astype(RATE_DTYPE)
+        state = RateTables(
+            evidence_won[:, 1:].astype(RATE_DTYPE), evidence_lost[:, 1:].astype(RATE_DTYPE), score
+        )
         # a fading candidate decides only once it out-predicts the steady one by the margin;
         # among those the best; exact ties go to the slower
-        handicap = self.margin * (np.arange(self.candidates) > 0)
+        handicap = self.margin * (np.arange(self.rates + 1) > 0)
         chosen = (score - handicap).argmax(axis=1)
-        rows = np.arange(chosen.size)  # decide with what is stored: restored bandits decide alike
-        alpha = prior[0] + state.successes[rows, chosen].astype(np.float64)
-        beta = prior[1] + state.failures[rows, chosen].astype(np.float64)
-        return state, alpha, beta
+        rows = np.arange(chosen.size)
+        return state, prior[0] + evidence_won[rows, chosen], prior[1] + evidence_lost[rows, chosen]
 
 
 def forgetting_for(kind: str, half_life: float | None, floor: float) -> Forgetting:

@@ -94,8 +94,7 @@ def to_document(
     rates: dict[str, object] = {}
     if tables.rate_successes is not None:
         forgetting["half_lives"] = list(header.adaptive_half_lives)
-        # as float64 so array and list tables write the same JSON (single precision is exact)
-        rates = {name: table(getattr(tables, name).astype(np.float64)) for name in RATE_TABLES}
+        rates = {name: _single(getattr(tables, name), arrays) for name in RATE_TABLES}
     return {
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
@@ -195,6 +194,20 @@ def context_from_document(doc: Mapping[str, Any], header: SnapshotHeader) -> Con
         failures=state.failures[0],
         pulls=state.pulls[0],
     )
+
+
+def _single(values: Any, arrays: bool) -> Any:
+    """A single-precision table as its shortest decimals (orjson writes float32 arrays so).
+
+    The list form holds the float64 nearest to each shortest decimal, which
+    JSON writes as that same decimal, so both forms give the same bytes; read
+    back and rounded to single precision, every value is exactly what it was.
+    """
+    single = np.asarray(values, dtype=np.float32)
+    if arrays:
+        return single.copy()
+    shortest = np.array([float(str(v)) for v in single.ravel()], dtype=np.float64)
+    return shortest.reshape(single.shape).tolist()
 
 
 def _field(doc: Mapping[str, Any], name: str) -> Any:
@@ -331,7 +344,7 @@ def _rate_tables(
     if forgetting.get("half_lives") != rates:
         return {}
     contexts, arms = shape
-    evidence = (contexts, len(rates) + 1, arms)
+    evidence = (contexts, len(rates), arms)
     return {
         "rate_successes": _table(columns, "rate_successes", evidence, np.float64),
         "rate_failures": _table(columns, "rate_failures", evidence, np.float64),

@@ -164,6 +164,7 @@ class Posterior:
             rates = self.rates
             state, alpha, beta = forgetting.learn(
                 RateTables(rates.successes[unique], rates.failures[unique], rates.score[unique]),
+                (self.successes[unique], self.failures[unique]),
                 won_table,
                 lost_table,
                 self.PRIOR,

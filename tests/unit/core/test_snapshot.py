@@ -87,9 +87,9 @@ def test_adaptive_forgetting_keeps_its_rates_in_the_document() -> None:
         "floor": 30.0,
         "half_lives": [2000.0, 1000.0, 500.0, 250.0],
     }
-    contexts = document["contexts"]  # 4 contexts; never forgetting plus 4 rates; 4 arms
-    assert np.asarray(contexts["rate_successes"]).shape == (4, 5, 4)
-    assert np.asarray(contexts["rate_failures"]).shape == (4, 5, 4)
+    contexts = document["contexts"]  # 4 contexts; 4 rates (never forgetting is the counts)
+    assert np.asarray(contexts["rate_successes"]).shape == (4, 4, 4)
+    assert np.asarray(contexts["rate_failures"]).shape == (4, 4, 4)
     assert np.asarray(contexts["rate_score"]).shape == (4, 5)
 
 
@@ -131,7 +131,7 @@ def test_a_version_1_snapshot_migrates_to_adaptive_forgetting_from_its_posterior
     np.testing.assert_array_equal(document["contexts"]["alpha"], legacy["contexts"]["alpha"])
     evidence = np.asarray(legacy["contexts"]["successes"], dtype=float)
     rates = np.asarray(document["contexts"]["rate_successes"])
-    for rate in range(5):  # every candidate starts from the posterior it had
+    for rate in range(4):  # every rate starts from the posterior it had
         np.testing.assert_array_equal(rates[:, rate], evidence)
     assert np.all(np.asarray(document["contexts"]["rate_score"]) == 0.0)
 
