@@ -95,9 +95,11 @@ def wait_until(
         time.sleep(POLL_STEP_S if step_s is None else step_s)
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
+def create_topics(
+    bootstrap: str, names: list[str], partitions: int = 1, config: dict[str, str] | None = None
+) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    futures = admin.create_topics([NewTopic(n, partitions, 1, config=config or {}) for n in names])
     for future in futures.values():
         future.result(timeout=30)
 

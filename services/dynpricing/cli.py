@@ -19,6 +19,7 @@ from dynpricing.security import local
 # subcommand -> module whose ``main(argv) -> int`` runs it
 DELEGATED = {
     "engine": "dynpricing.engine.app",
+    "decider": "dynpricing.decider.app",
     "producer": "dynpricing.producer.app",
     "simulator": "dynpricing.simulator.app",
     "experiment": "dynpricing.experiment.cli",

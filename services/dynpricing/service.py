@@ -406,6 +406,41 @@ class DeadLetters:
         )
 
 
+class DeliveredCommits:
+    """Offsets committed only once the output they cover is delivered, never waited for.
+
+    Each :meth:`turn` (the caller runs one every commit interval) commits the
+    positions noted at the previous turn if the producer has reports for every
+    message it had been handed by then, and notes the positions of now. A
+    failed delivery raises (the service stops; a restart redoes that input).
+    Used by the services that commit what they consumed: the simulator and the
+    deciders.
+    """
+
+    def __init__(self, shell: Shell, consumer: Consumer, producer: OutputProducer) -> None:
+        self._shell = shell
+        self._consumer = consumer
+        self._producer = producer
+        self._noted: tuple[int, list[TopicPartition]] | None = None
+
+    def turn(self, positions: list[TopicPartition]) -> None:
+        producer = self._producer
+        producer.raise_if_failed()
+        if self._noted is not None and producer.reported >= self._noted[0]:
+            self._shell.commit(self._consumer, self._noted[1])
+            self._noted = None
+        if self._noted is None:
+            self._noted = (producer.sent, positions)
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop what was noted for partitions this member no longer owns."""
+        if self._noted is None:
+            return
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        sent, noted = self._noted
+        self._noted = (sent, [tp for tp in noted if (tp.topic, tp.partition) not in gone])
+
+
 class _Watchdog:
     """Ends the process when a shutdown overruns its bound, whatever hangs."""
 

@@ -24,6 +24,8 @@ PREFIXES = {
     "engine": "DYNPRICING_ENGINE_",
     "producer": "DYNPRICING_PRODUCER_",
     "simulator": "DYNPRICING_SIMULATOR_",
+    "decider": "DYNPRICING_DECIDER_",
+    "learner": "DYNPRICING_LEARNER_",
 }
 
 
@@ -33,6 +35,7 @@ class Topics:
     decisions: str
     outcomes: str
     dead_letters: str
+    model: str = ""  # not created here: the first decider or learner creates it, compacted
 
     @classmethod
     def create(cls, make_topic: Callable[..., str], partitions: int = 3) -> Topics:
@@ -41,6 +44,7 @@ class Topics:
             decisions=make_topic("decisions", partitions),
             outcomes=make_topic("outcomes", partitions),
             dead_letters=make_topic("dead", 1),
+            model=unique("model"),
         )
 
 
@@ -140,6 +144,7 @@ def service_env(
             f"{prefix}TOPICS__DECISIONS": topics.decisions,
             f"{prefix}TOPICS__OUTCOMES": topics.outcomes,
             f"{prefix}TOPICS__DEAD_LETTERS": topics.dead_letters,
+            **({f"{prefix}TOPICS__MODEL": topics.model} if topics.model else {}),
             f"{prefix}HTTP_PORT": str(port),
             f"{prefix}HTTP_HOST": "127.0.0.1",
             f"{prefix}LOG_FORMAT": "json",

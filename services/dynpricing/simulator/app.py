@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 from dynpricing import events
 from dynpricing.core.market import Market, load_market
 from dynpricing.kafka_io import OutputProducer, assign_new_partitions, origin_of, wall_clock
-from dynpricing.service import DeadLetters, Running, Shell, once, run_service
+from dynpricing.service import DeadLetters, DeliveredCommits, Running, Shell, once, run_service
 from dynpricing.settings import SimulatorSettings
 from dynpricing.simulator.customers import (
     Customers,
@@ -225,7 +225,7 @@ class SimulatorService(Running):
         self.sim = sim
         self.consumer = consumer
         self.topic = shell.settings.topics.decisions
-        self._noted: tuple[int, list[TopicPartition]] | None = None
+        self.commits = DeliveredCommits(shell, consumer, sim.producer)
 
     def run(self) -> int:
         shell, sim, settings = self.shell, self.sim, self.sim.settings
@@ -238,7 +238,7 @@ class SimulatorService(Running):
             sim.release(time.monotonic())
             shell.tick(self.consumer)
             if time.monotonic() >= next_commit:
-                self._commit_delivered()
+                self.commits.turn(self._safe_offsets())
                 next_commit = time.monotonic() + COMMIT_INTERVAL_S
             if time.monotonic() >= next_partition_check:  # partitions are rarely added
                 shell.at_once(self._look_for_partitions)
@@ -253,16 +253,6 @@ class SimulatorService(Running):
 
     def _safe_offsets(self) -> list[TopicPartition]:
         return [TopicPartition(self.topic, p, o) for p, o in self.sim.offsets.safe.items()]
-
-    def _commit_delivered(self) -> None:
-        producer = self.sim.producer
-        producer.raise_if_failed()
-        if self._noted is not None and producer.reported >= self._noted[0]:
-            producer.raise_if_failed()
-            self.shell.commit(self.consumer, self._noted[1])
-            self._noted = None
-        if self._noted is None:
-            self._noted = (producer.sent, self._safe_offsets())
 
     def _shutdown(self) -> int:
         shell, producer = self.shell, self.sim.producer

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from dynpricing.decider.app import DeciderMetrics
 from dynpricing.engine.metrics import EngineMetrics
 from dynpricing.kafka_io import OutputProducer
 from dynpricing.producer import app as producer_app
@@ -44,9 +45,10 @@ def _documented(service: str) -> dict[str, Documented]:
     return rows
 
 
+SERVICES = ("Engine", "Simulator", "Producer", "Decider")
 ALL_DOCUMENTED = {
     name: row
-    for service in ("Engine", "Simulator", "Producer")
+    for service in SERVICES
     for name, row in _documented(service).items()
 }
 
@@ -85,8 +87,10 @@ def _holders(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[CollectorRegist
     del monkeypatch
     output = OutputProducer(FakeProducer())  # type: ignore[arg-type]
     engine_registry, simulator_registry, producer_registry = (CollectorRegistry() for _ in "eps")
+    decider_registry = CollectorRegistry()
     return {
         "Engine": (engine_registry, EngineMetrics(engine_registry)),
+        "Decider": (decider_registry, DeciderMetrics(decider_registry)),
         "Simulator": (simulator_registry, SimulatorMetrics(simulator_registry)),
         "Producer": (
             producer_registry,
@@ -102,7 +106,7 @@ def test_the_documented_tables_were_read() -> None:
     assert ALL_DOCUMENTED["dynpricing_demand_events_total"].labels == ("location",)
 
 
-@pytest.mark.parametrize("service", ["Engine", "Simulator", "Producer"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_every_documented_metric_exists_with_its_type_and_labels(
     monkeypatch: pytest.MonkeyPatch, service: str
 ) -> None:
@@ -113,7 +117,7 @@ def test_every_documented_metric_exists_with_its_type_and_labels(
         _exercise(registry, registered[name], row)
 
 
-@pytest.mark.parametrize("service", ["Engine", "Simulator", "Producer"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_every_registered_metric_is_documented_with_its_type_and_labels(
     monkeypatch: pytest.MonkeyPatch, service: str
 ) -> None:
