@@ -260,7 +260,9 @@ class Shell:
 
     def at_once(self, call: Callable[[], None]) -> None:
         """A broker request from the loop: if the broker is away, it is asked again next
-        time instead of waited for."""
+        time instead of waited for (and while it is known to be away, not even tried)."""
+        if self.link.down_since is not None:
+            return
         try:
             call()
         except KafkaException as exc:
