@@ -24,6 +24,7 @@ from dynpricing.core.forgetting import (
     AdaptiveForgetting,
     HalfLife,
     RateTables,
+    decay_factor,
     forgetting_for,
 )
 from dynpricing.core.grid import arm_index, validate_grid
@@ -558,6 +559,80 @@ class Bandit:
         self._version[unique] += 1
         self.total_outcomes += int(rows.size)
 
+    def context_outcomes(self, contexts: Any) -> IntArray:
+        """Outcomes learnt so far per context row (what adaptive forgetting counts in)."""
+        rows = self._check_rows(contexts)
+        totals: IntArray = self._pulls[rows].sum(axis=1, dtype=np.int64)
+        return totals
+
+    def retract_rejections(
+        self, contexts: Any, arms: Any, outcomes_since: Any, learnt_at: Any, now: float
+    ) -> None:
+        """Take back one rejection per row, learnt earlier at that context and arm.
+
+        What the rejection still weighs is taken back, as the forgetting rule
+        has faded it since it was learnt: all of it without forgetting; under a
+        fixed half-life, what ``now - learnt_at`` of clock left of it; under
+        adaptive forgetting, all of it from the steady candidate and, from each
+        fading one, what the outcomes of the context since then left
+        (``outcomes_since`` is :meth:`context_outcomes` when it was learnt). The
+        candidates' prediction scores keep the rejection: it fades from them
+        with their own half-life. Counts lose the rejection outright. A late
+        outcome that replaces a decision's expiry as a rejection is this call
+        followed by :meth:`update` with the real answer.
+        """
+        rows = self._check_rows(contexts)
+        arm_rows = np.asarray(arms, dtype=np.int64).reshape(-1)
+        if rows.size == 0:
+            return
+        unique, inverse = _distinct(rows)
+        self._advance_clock(unique, now)
+        since = self._pulls[rows].sum(axis=1, dtype=np.int64) - np.asarray(
+            outcomes_since, dtype=np.int64
+        ).reshape(-1)
+        for name in _RETRACTED_COUNTS:
+            table = getattr(self, name)
+            np.subtract.at(table, (rows, arm_rows), 1)
+            np.maximum(table, 0, out=table)
+        forgetting = self._forgetting
+        if isinstance(forgetting, AdaptiveForgetting):
+            self._retract_adaptive(forgetting, unique, (inverse, arm_rows), since)
+        else:
+            weight = np.ones(rows.size)
+            if isinstance(forgetting, HalfLife):
+                elapsed = now - np.asarray(learnt_at, dtype=np.float64).reshape(-1)
+                weight = decay_factor(elapsed, forgetting.half_life)
+            np.subtract.at(self._beta, (rows, arm_rows), weight)
+            np.maximum(self._beta, self.config.prior_beta, out=self._beta)
+        self._version[unique] += 1
+        self.total_outcomes = max(0, self.total_outcomes - int(rows.size))
+
+    def _retract_adaptive(
+        self,
+        forgetting: AdaptiveForgetting,
+        unique: IntArray,
+        at: tuple[IntArray, IntArray],
+        since: IntArray,
+    ) -> None:
+        """Adaptive forgetting's part of :meth:`retract_rejections` (rows ``unique[at[0]]``),
+        after the lifetime counts (the steady candidate) lost the rejection."""
+        inverse, arm_rows = at
+        kept = forgetting.kept(since.astype(np.float64))  # (rows, rates)
+        lost = self._rate_lost[unique].astype(np.float64)
+        rates = np.arange(forgetting.rates)[None, :]
+        np.subtract.at(lost, (inverse[:, None], rates, arm_rows[:, None]), kept)
+        state = RateTables(
+            self._rate_won[unique],
+            np.maximum(lost, 0.0).astype(RATE_DTYPE),
+            self._rate_score[unique],
+        )
+        self._rate_lost[unique] = state.failures
+        lifetime = (
+            self._successes[unique].astype(np.float64),
+            self._failures[unique].astype(np.float64),
+        )
+        self._alpha[unique], self._beta[unique] = forgetting.posterior(state, lifetime, self._prior)
+
     def _learn_adaptive(
         self,
         forgetting: AdaptiveForgetting,
@@ -757,6 +832,7 @@ _TABLES = (
     "_rate_score",
 )
 _COUNT_TABLES = ("_successes", "_failures", "_pulls")
+_RETRACTED_COUNTS = ("_failures", "_pulls")  # a rejection taken back
 
 
 def _distinct(rows: IntArray) -> tuple[IntArray, IntArray]:

@@ -212,12 +212,38 @@ class AdaptiveForgetting(Forgetting):
         state = RateTables(
             evidence_won[:, 1:].astype(RATE_DTYPE), evidence_lost[:, 1:].astype(RATE_DTYPE), score
         )
-        # a fading candidate decides only once it out-predicts the steady one by the margin;
-        # among those the best; exact ties go to the slower
+        alpha, beta = self.posterior(state, (evidence_won[:, 0], evidence_lost[:, 0]), prior)
+        return state, alpha, beta
+
+    def posterior(
+        self,
+        state: RateTables,
+        lifetime: tuple[FloatArray, FloatArray],
+        prior: tuple[float, float],
+    ) -> tuple[FloatArray, FloatArray]:
+        """The posterior to decide with, from the rows' state and lifetime counts.
+
+        A fading candidate decides only once it out-predicts the steady one by
+        the margin; among those the best; exact ties go to the slower.
+        """
         handicap = self.margin * (np.arange(self.rates + 1) > 0)
-        chosen = (score - handicap).argmax(axis=1)
+        chosen = (state.score - handicap).argmax(axis=1)
         rows = np.arange(chosen.size)
-        return state, prior[0] + evidence_won[rows, chosen], prior[1] + evidence_lost[rows, chosen]
+        evidence_won = np.concatenate((lifetime[0][:, None], state.successes), 1, dtype=np.float64)
+        evidence_lost = np.concatenate((lifetime[1][:, None], state.failures), 1, dtype=np.float64)
+        return prior[0] + evidence_won[rows, chosen], prior[1] + evidence_lost[rows, chosen]
+
+    def kept(self, outcomes_since: FloatArray) -> FloatArray:
+        """What each fading rate still holds of one outcome learnt ``outcomes_since``
+        outcomes of its context ago, ``(n, rates)`` (the steady candidate, the
+        lifetime counts, holds all of it).
+
+        The floor is left out: it only ever keeps more, so taking back this much
+        never takes back more than the outcome left.
+        """
+        since = np.maximum(np.asarray(outcomes_since, dtype=np.float64), 0.0)[:, None]
+        kept: FloatArray = HALF ** (since / np.asarray(self.half_lives)[None, :])
+        return kept
 
 
 def forgetting_for(kind: str, half_life: float | None, floor: float) -> Forgetting:

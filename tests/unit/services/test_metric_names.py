@@ -46,11 +46,7 @@ def _documented(service: str) -> dict[str, Documented]:
 
 
 SERVICES = ("Engine", "Simulator", "Producer", "Decider")
-ALL_DOCUMENTED = {
-    name: row
-    for service in SERVICES
-    for name, row in _documented(service).items()
-}
+ALL_DOCUMENTED = {name: row for service in SERVICES for name, row in _documented(service).items()}
 
 
 def _wrappers(holder: Any) -> list[MetricWrapperBase]:
